@@ -3,7 +3,6 @@ package cni
 import (
 	"encoding"
 	"fmt"
-	"net"
 	"reflect"
 	"strconv"
 	"strings"
@@ -57,21 +56,20 @@ func (b *ArgBool) UnmarshalText(data []byte) error {
 	return nil
 }
 
-var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
-
 // LoadArgs fills the exported fields of the struct dst points to from a CNI_ARGS
-// string, matching keys to field names exactly (case-sensitive). Fields may be
-// strings, ints, bools, net.IP, or implement encoding.TextUnmarshaler; embedded
-// structs (CommonArgs) are searched too. Unknown keys are an error unless the
-// string sets IgnoreUnknown to true.
+// string, matching keys to field names exactly (case-sensitive). Fields may
+// implement encoding.TextUnmarshaler (net.IP does; an empty value leaves it nil,
+// as in the reference) or be strings, bools, or signed or unsigned integers;
+// embedded structs such as CommonArgs are searched too. Unknown keys are an
+// error unless the string sets IgnoreUnknown to true. Errors are code 4.
 func LoadArgs(s string, dst any) error {
 	pairs, err := ParseArgs(s)
 	if err != nil {
 		return err
 	}
 	v := reflect.ValueOf(dst)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("LoadArgs needs a pointer to a struct")
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("LoadArgs needs a non-nil pointer to a struct, not %T", dst)
 	}
 	ignoreUnknown := false
 	for _, p := range pairs {
@@ -85,8 +83,8 @@ func LoadArgs(s string, dst any) error {
 	}
 	var unknown []string
 	for _, p := range pairs {
-		field := v.Elem().FieldByName(p[0])
-		if !field.IsValid() || !field.CanSet() {
+		field, ok := argField(v.Elem(), p[0])
+		if !ok {
 			if p[0] != "IgnoreUnknown" {
 				unknown = append(unknown, p[0]+"="+p[1])
 			}
@@ -102,17 +100,33 @@ func LoadArgs(s string, dst any) error {
 	return nil
 }
 
-func setArgField(field reflect.Value, value string) error {
-	if field.Addr().Type().Implements(textUnmarshalerType) {
-		return field.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(value))
+// argField finds the settable field called name in the struct v, allocating
+// the nil embedded struct pointers on the way to it.
+func argField(v reflect.Value, name string) (reflect.Value, bool) {
+	sf, ok := v.Type().FieldByName(name)
+	if !ok || !sf.IsExported() {
+		return reflect.Value{}, false
 	}
-	if field.Type() == reflect.TypeFor[net.IP]() {
-		ip := net.ParseIP(value)
-		if ip == nil {
-			return fmt.Errorf("invalid IP address")
+	for i, idx := range sf.Index {
+		if i > 0 {
+			if v.Kind() == reflect.Pointer {
+				if v.IsNil() {
+					if !v.CanSet() {
+						return reflect.Value{}, false
+					}
+					v.Set(reflect.New(v.Type().Elem()))
+				}
+				v = v.Elem()
+			}
 		}
-		field.Set(reflect.ValueOf(ip))
-		return nil
+		v = v.Field(idx)
+	}
+	return v, v.CanSet()
+}
+
+func setArgField(field reflect.Value, value string) error {
+	if u, ok := field.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		return u.UnmarshalText([]byte(value))
 	}
 	switch field.Kind() {
 	case reflect.String:
@@ -123,14 +137,20 @@ func setArgField(field reflect.Value, value string) error {
 			return err
 		}
 		field.SetBool(bool(b))
-	case reflect.Int, reflect.Int32, reflect.Int64:
-		n, err := strconv.ParseInt(value, 10, 64)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(value, 10, field.Type().Bits())
 		if err != nil {
-			return fmt.Errorf("not an integer")
+			return fmt.Errorf("not a %d-bit integer", field.Type().Bits())
 		}
 		field.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(value, 10, field.Type().Bits())
+		if err != nil {
+			return fmt.Errorf("not an unsigned %d-bit integer", field.Type().Bits())
+		}
+		field.SetUint(n)
 	default:
-		return fmt.Errorf("unsupported field type %s", field.Type())
+		return fmt.Errorf("field of type %s cannot hold a CNI_ARGS value", field.Type())
 	}
 	return nil
 }

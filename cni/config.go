@@ -84,33 +84,33 @@ type ConfigList struct {
 	Bytes                  []byte
 }
 
-// flexBool accepts a JSON bool or the strings "true"/"false" in any case.
-type flexBool bool
-
-func (b *flexBool) UnmarshalJSON(data []byte) error {
+// parseFlexBool reads a configuration-list boolean: a JSON bool, or the string
+// "true" or "false" in any case, as the reference loader accepts (CF12).
+func parseFlexBool(key string, data json.RawMessage) (bool, error) {
 	var v any
 	if err := json.Unmarshal(data, &v); err != nil {
-		return err
+		return false, err
 	}
 	switch t := v.(type) {
 	case bool:
-		*b = flexBool(t)
-		return nil
+		return t, nil
 	case string:
 		switch strings.ToLower(t) {
 		case "true":
-			*b = true
-			return nil
+			return true, nil
 		case "false":
-			*b = false
-			return nil
+			return false, nil
 		}
 	}
-	return fmt.Errorf("%s is not a boolean", data)
+	return false, fmt.Errorf("invalid value %s for %s: want true or false", data, key)
 }
 
-// ParsePluginConfig decodes one plugin object; type is required.
+// ParsePluginConfig decodes one plugin object; type is required. Bytes keeps data
+// as given.
 func ParsePluginConfig(data []byte) (*PluginConfig, error) {
+	if !isJSONObject(data) {
+		return nil, Errorf(CodeDecodingFailure, "error parsing plugin configuration: not a JSON object")
+	}
 	p := &PluginConfig{Bytes: data}
 	if err := json.Unmarshal(data, &p.Network); err != nil {
 		return nil, Errorf(CodeDecodingFailure, "error parsing plugin configuration: %v", err)
@@ -121,61 +121,98 @@ func ParsePluginConfig(data []byte) (*PluginConfig, error) {
 	return p, nil
 }
 
+// isJSONObject reports whether data is one JSON object (and nothing else).
+func isJSONObject(data []byte) bool {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{' && json.Valid(data)
+}
+
 // ParseConfigList decodes a configuration list and selects its version: the
-// highest of cniVersion and cniVersions this library supports. Plugins from a
-// sibling folder are added by the runtime's loader, not here, so a list without
-// plugins is accepted unless loadOnlyInlinedPlugins says none can come.
+// highest of cniVersion and cniVersions this library supports (SelectVersion).
+// Plugins from a sibling folder are added by the runtime's loader, not here, so
+// a list without a plugins key is accepted unless loadOnlyInlinedPlugins says
+// none can come. Data that is not a JSON object is code 6; a key of the wrong
+// type or with an invalid value is code 7 and the message names it.
 func ParseConfigList(data []byte) (*ConfigList, error) {
-	var raw struct {
-		CNIVersion             string             `json:"cniVersion"`
-		CNIVersions            []string           `json:"cniVersions"`
-		Name                   *json.RawMessage   `json:"name"`
-		DisableCheck           flexBool           `json:"disableCheck"`
-		DisableGC              flexBool           `json:"disableGC"`
-		LoadOnlyInlinedPlugins flexBool           `json:"loadOnlyInlinedPlugins"`
-		Plugins                *[]json.RawMessage `json:"plugins"`
+	fail := func(code Code, format string, args ...any) (*ConfigList, error) {
+		return nil, Errorf(code, "error parsing configuration list: "+format, args...)
 	}
+	if !isJSONObject(data) {
+		return fail(CodeDecodingFailure, "not a JSON object")
+	}
+	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, Errorf(CodeDecodingFailure, "error parsing configuration list: %v", err)
+		return fail(CodeDecodingFailure, "%v", err)
 	}
-	if raw.Name == nil {
-		return nil, Errorf(CodeInvalidNetworkConfig, "error parsing configuration list: no name")
+	list := &ConfigList{Bytes: data}
+
+	rawName, ok := raw["name"]
+	if !ok {
+		return fail(CodeInvalidNetworkConfig, "no name")
 	}
-	var name string
-	if err := json.Unmarshal(*raw.Name, &name); err != nil {
-		return nil, Errorf(CodeInvalidNetworkConfig, "error parsing configuration list: invalid name type %s", *raw.Name)
+	if err := json.Unmarshal(rawName, &list.Name); err != nil || isNull(rawName) {
+		return fail(CodeInvalidNetworkConfig, "invalid name %s: want a string", rawName)
 	}
-	version, err := SelectVersion(raw.CNIVersion, raw.CNIVersions)
+	var cniVersion string
+	if v, ok := raw["cniVersion"]; ok {
+		if err := json.Unmarshal(v, &cniVersion); err != nil || isNull(v) {
+			return fail(CodeInvalidNetworkConfig, "invalid cniVersion %s: want a string", v)
+		}
+	}
+	if v, ok := raw["cniVersions"]; ok {
+		if err := json.Unmarshal(v, &list.CNIVersions); err != nil || isNull(v) {
+			return fail(CodeInvalidNetworkConfig, "invalid cniVersions %s: want a list of strings", v)
+		}
+		if list.CNIVersions == nil {
+			list.CNIVersions = []string{}
+		}
+	}
+	version, err := SelectVersion(cniVersion, list.CNIVersions)
 	if err != nil {
-		return nil, Errorf(CodeInvalidNetworkConfig, "error parsing configuration list: %v", err)
+		return fail(CodeInvalidNetworkConfig, "%v", err)
 	}
-	list := &ConfigList{
-		CNIVersion:             version,
-		CNIVersions:            raw.CNIVersions,
-		Name:                   name,
-		DisableCheck:           bool(raw.DisableCheck),
-		DisableGC:              bool(raw.DisableGC),
-		LoadOnlyInlinedPlugins: bool(raw.LoadOnlyInlinedPlugins),
-		Bytes:                  data,
+	list.CNIVersion = version
+
+	for _, b := range []struct {
+		key string
+		dst *bool
+	}{
+		{"disableCheck", &list.DisableCheck},
+		{"disableGC", &list.DisableGC},
+		{"loadOnlyInlinedPlugins", &list.LoadOnlyInlinedPlugins},
+	} {
+		if v, ok := raw[b.key]; ok {
+			if *b.dst, err = parseFlexBool(b.key, v); err != nil {
+				return fail(CodeInvalidNetworkConfig, "%v", err)
+			}
+		}
 	}
-	if raw.Plugins == nil {
+
+	rawPlugins, ok := raw["plugins"]
+	if !ok {
 		if list.LoadOnlyInlinedPlugins {
-			return nil, Errorf(CodeInvalidNetworkConfig, "error parsing configuration list: loadOnlyInlinedPlugins is true but there is no plugins key")
+			return fail(CodeInvalidNetworkConfig, "loadOnlyInlinedPlugins is true but there is no plugins key")
 		}
 		return list, nil
 	}
-	if len(*raw.Plugins) == 0 {
-		return nil, Errorf(CodeInvalidNetworkConfig, "error parsing configuration list: no plugins in list")
+	var plugins []json.RawMessage
+	if err := json.Unmarshal(rawPlugins, &plugins); err != nil || isNull(rawPlugins) {
+		return fail(CodeInvalidNetworkConfig, "invalid plugins: want a list of plugin objects")
 	}
-	for i, rawPlugin := range *raw.Plugins {
+	if len(plugins) == 0 {
+		return fail(CodeInvalidNetworkConfig, "no plugins in list")
+	}
+	for i, rawPlugin := range plugins {
 		p, err := ParsePluginConfig(compactCopy(rawPlugin))
 		if err != nil {
-			return nil, Errorf(CodeOf(err), "error parsing configuration list: plugin %d: %v", i, err)
+			return fail(CodeOf(err), "plugin %d: %v", i, err)
 		}
 		list.Plugins = append(list.Plugins, p)
 	}
 	return list, nil
 }
+
+func isNull(data json.RawMessage) bool { return string(bytes.TrimSpace(data)) == "null" }
 
 // compactCopy copies a raw JSON value so that it no longer aliases the list's
 // buffer. It keeps the value's bytes (and thus its unknown keys) as written.

@@ -43,9 +43,11 @@ func (e *Error) Error() string {
 	return e.Msg + "; " + e.Details
 }
 
-// Errorf builds an Error with the given code and a formatted message.
+// Errorf builds an Error with the given code and a formatted message. The format
+// is that of fmt.Errorf, so %w may be used for an error argument (only its text
+// is kept).
 func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Code: code, Msg: fmt.Errorf(format, args...).Error()}
 }
 
 // WithDetails returns a copy of e carrying details.

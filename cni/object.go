@@ -4,21 +4,31 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Object is a JSON object whose values are kept as the exact bytes they were
 // written with, in their original order. The runtime uses it to derive a
 // plugin's request from its configuration: keys are added, replaced or removed,
-// and everything else reaches the plugin byte for byte.
+// and everything else reaches the plugin byte for byte. The zero value is an
+// empty object ready to use.
 type Object struct {
 	keys   []string
 	values map[string]json.RawMessage
 }
 
-// ParseObject splits a JSON object into its keys and raw values.
+// ParseObject splits a JSON object into its keys and raw values. Keys are
+// decoded (escapes resolved); values are not touched. A key given twice keeps
+// its first position and its last value, which is what encoding/json reads.
 func ParseObject(data []byte) (*Object, error) {
+	if !json.Valid(data) {
+		// Check the whole document first: the token reader below would accept
+		// some malformed input (a trailing comma, for instance).
+		var v any
+		err := json.Unmarshal(data, &v)
+		return nil, Errorf(CodeDecodingFailure, "decoding JSON object: %v", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, Errorf(CodeDecodingFailure, "decoding JSON object: %v", err)
@@ -37,19 +47,16 @@ func ParseObject(data []byte) (*Object, error) {
 		if err := dec.Decode(&value); err != nil {
 			return nil, Errorf(CodeDecodingFailure, "decoding JSON object: key %q: %v", key, err)
 		}
-		if _, dup := o.values[key]; !dup {
-			o.keys = append(o.keys, key)
-		}
-		o.values[key] = value // the last duplicate wins, as in encoding/json
+		o.SetRaw(key, value)
 	}
 	if _, err := dec.Token(); err != nil {
 		return nil, Errorf(CodeDecodingFailure, "decoding JSON object: %v", err)
 	}
-	if dec.More() {
-		return nil, Errorf(CodeDecodingFailure, "decoding JSON object: trailing data")
-	}
 	return o, nil
 }
+
+// Keys returns the object's keys in order.
+func (o *Object) Keys() []string { return slices.Clone(o.keys) }
 
 // Get returns the raw value of key.
 func (o *Object) Get(key string) (json.RawMessage, bool) {
@@ -57,8 +64,12 @@ func (o *Object) Get(key string) (json.RawMessage, bool) {
 	return v, ok
 }
 
-// SetRaw sets key to a raw JSON value, keeping its position if it exists.
+// SetRaw sets key to a raw JSON value, keeping its position if it exists. The
+// value must be valid JSON; Bytes writes it as given.
 func (o *Object) SetRaw(key string, value json.RawMessage) {
+	if o.values == nil {
+		o.values = map[string]json.RawMessage{}
+	}
 	if _, ok := o.values[key]; !ok {
 		o.keys = append(o.keys, key)
 	}
@@ -100,11 +111,19 @@ func (o *Object) Bytes() []byte {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		kb, _ := json.Marshal(k)
-		buf.Write(kb)
+		writeKey(&buf, k)
 		buf.WriteByte(':')
 		buf.Write(o.values[k])
 	}
 	buf.WriteByte('}')
 	return buf.Bytes()
+}
+
+// writeKey writes k as a JSON string without escaping <, > and &, so that keys
+// come out as they were written.
+func writeKey(buf *bytes.Buffer, k string) {
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(k)           // a string always encodes
+	buf.Truncate(buf.Len() - 1) // Encode appends a newline
 }

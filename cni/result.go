@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 )
 
 // Result is the success result of ADD in canonical form: the 1.1.0 shape, which
@@ -99,7 +100,11 @@ func formatOf(version string) (resultFormat, error) {
 type ipNet net.IPNet
 
 func (n ipNet) MarshalJSON() ([]byte, error) {
-	return json.Marshal((*net.IPNet)(&n).String())
+	s, err := FormatCIDR(net.IPNet(n))
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
 }
 
 func (n *ipNet) UnmarshalJSON(data []byte) error {
@@ -116,16 +121,51 @@ func (n *ipNet) UnmarshalJSON(data []byte) error {
 }
 
 // ParseCIDR parses "addr/prefix" keeping the host bits of addr, as results do.
-// IPv4 addresses are returned in their 4-byte form.
+// IPv4 addresses, including IPv4-mapped IPv6 ones ("::ffff:10.0.0.1/120"), are
+// returned in their 4-byte form with a 4-byte mask, so that they print back the
+// same way; a mapped address with a prefix shorter than 96 has no IPv4 form and
+// is refused.
 func ParseCIDR(s string) (*net.IPNet, error) {
 	ip, n, err := net.ParseCIDR(s)
 	if err != nil {
 		return nil, fmt.Errorf("invalid CIDR %q", s)
 	}
+	mask := n.Mask
 	if v4 := ip.To4(); v4 != nil {
 		ip = v4
+		if ones, bits := mask.Size(); bits == 8*net.IPv6len {
+			if ones < 96 {
+				return nil, fmt.Errorf("invalid CIDR %q: an IPv4-mapped address needs a prefix of at least 96", s)
+			}
+			mask = net.CIDRMask(ones-96, 8*net.IPv4len)
+		}
 	}
-	return &net.IPNet{IP: ip, Mask: n.Mask}, nil
+	return &net.IPNet{IP: ip, Mask: mask}, nil
+}
+
+// FormatCIDR formats n as "addr/prefix", keeping the host bits, and refuses what
+// has no such form: a missing address or a non-contiguous mask.
+func FormatCIDR(n net.IPNet) (string, error) {
+	if n.IP == nil {
+		return "", fmt.Errorf("invalid CIDR: missing address")
+	}
+	ones, bits := n.Mask.Size()
+	if bits == 0 {
+		return "", fmt.Errorf("invalid CIDR: address %s has no valid prefix mask (%v)", n.IP, n.Mask)
+	}
+	if v4 := n.IP.To4(); v4 != nil {
+		if bits == 8*net.IPv6len {
+			if ones < 96 {
+				return "", fmt.Errorf("invalid CIDR: IPv4 address %s with a /%d IPv6 mask", v4, ones)
+			}
+			ones -= 96
+		}
+		return fmt.Sprintf("%s/%d", v4, ones), nil
+	}
+	if len(n.IP) != net.IPv6len || bits != 8*net.IPv6len {
+		return "", fmt.Errorf("invalid CIDR: address %v with a %d-bit mask", n.IP, bits)
+	}
+	return fmt.Sprintf("%s/%d", n.IP, ones), nil
 }
 
 type wireRoute struct {
@@ -317,6 +357,9 @@ func ParseResult(data []byte, fallbackVersion string) (*Result, error) {
 	if err := jsonUnmarshal(data, &head); err != nil {
 		return nil, Errorf(CodeDecodingFailure, "decoding result: %v", err)
 	}
+	if trimmed := bytes.TrimLeft(data, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, Errorf(CodeDecodingFailure, "decoding result: not a JSON object")
+	}
 	version := head.CNIVersion
 	if version == "" {
 		version = fallbackVersion
@@ -335,41 +378,61 @@ func ParseResult(data []byte, fallbackVersion string) (*Result, error) {
 		if err := jsonUnmarshal(data, &w); err != nil {
 			return nil, Errorf(CodeDecodingFailure, "decoding %s result: %v", version, err)
 		}
-		for _, lip := range []*wireLegacyIP{w.IP4, w.IP6} {
-			if lip == nil {
+		for _, slot := range []struct {
+			key    string
+			ip     *wireLegacyIP
+			family int
+		}{{"ip4", w.IP4, 4}, {"ip6", w.IP6, 6}} {
+			if slot.ip == nil {
 				continue
 			}
-			addr := net.IPNet(lip.IP)
-			r.IPs = append(r.IPs, &IPConfig{Address: addr, Gateway: normalizeIP(lip.Gateway)})
-			for _, lr := range lip.Routes {
-				if lr != nil {
-					r.Routes = append(r.Routes, &Route{Dst: net.IPNet(lr.Dst), GW: normalizeIP(lr.GW)})
+			ipc := &IPConfig{Address: net.IPNet(slot.ip.IP), Gateway: normalizeIP(slot.ip.Gateway)}
+			if ipc.Address.IP == nil {
+				return nil, Errorf(CodeDecodingFailure, "decoding %s result: %s has no ip", version, slot.key)
+			}
+			if ipc.Family() != slot.family {
+				return nil, Errorf(CodeDecodingFailure, "decoding %s result: %s holds %s, not an IPv%d address",
+					version, slot.key, (*net.IPNet)(&ipc.Address), slot.family)
+			}
+			r.IPs = append(r.IPs, ipc)
+			for i, lr := range slot.ip.Routes {
+				if lr == nil || lr.Dst.IP == nil {
+					return nil, Errorf(CodeDecodingFailure, "decoding %s result: %s.routes[%d] has no dst", version, slot.key, i)
 				}
+				r.Routes = append(r.Routes, &Route{Dst: net.IPNet(lr.Dst), GW: normalizeIP(lr.GW)})
 			}
 		}
 		if w.DNS != nil {
 			r.DNS = *w.DNS
 		}
 	case formatV04, formatV1:
-		var w wireResultV1 // a superset of the 0.4.0 shape; ips[].version is ignored
+		var w wireResultV1 // a superset of the 0.4.0 shape; ips[].version is recomputed, not read
 		if err := jsonUnmarshal(data, &w); err != nil {
 			return nil, Errorf(CodeDecodingFailure, "decoding %s result: %v", version, err)
 		}
-		for _, i := range w.Interfaces {
-			if i == nil {
-				continue
+		for i, iface := range w.Interfaces {
+			if iface == nil {
+				// Dropping it would shift the indexes ips[].interface refers to.
+				return nil, Errorf(CodeDecodingFailure, "decoding %s result: interfaces[%d] is null", version, i)
 			}
 			if format == formatV04 {
-				i = &Interface{Name: i.Name, Mac: i.Mac, Sandbox: i.Sandbox}
+				iface = &Interface{Name: iface.Name, Mac: iface.Mac, Sandbox: iface.Sandbox}
 			}
-			r.Interfaces = append(r.Interfaces, i)
+			r.Interfaces = append(r.Interfaces, iface)
 		}
-		for _, ip := range w.IPs {
-			if ip == nil {
-				continue
+		for i, ip := range w.IPs {
+			if ip == nil || ip.Address.IP == nil {
+				return nil, Errorf(CodeDecodingFailure, "decoding %s result: ips[%d] has no address", version, i)
 			}
 			r.IPs = append(r.IPs, &IPConfig{Interface: ip.Interface, Address: net.IPNet(ip.Address), Gateway: normalizeIP(ip.Gateway)})
 		}
+		for i, rt := range w.Routes {
+			if rt == nil || rt.Dst.IP == nil {
+				return nil, Errorf(CodeDecodingFailure, "decoding %s result: routes[%d] has no dst", version, i)
+			}
+		}
+		// 0.4.0's text knows only dst and gw, but the reference keeps the other
+		// route attributes across versions (CV5), and so do we.
 		r.Routes = fromWireRoutes(w.Routes)
 		if w.DNS != nil {
 			r.DNS = *w.DNS
@@ -381,31 +444,37 @@ func ParseResult(data []byte, fallbackVersion string) (*Result, error) {
 // Copy returns a deep copy of r.
 func (r *Result) Copy() *Result {
 	c := &Result{CNIVersion: r.CNIVersion, DNS: DNS{
-		Nameservers: append([]string(nil), r.DNS.Nameservers...),
+		Nameservers: slices.Clone(r.DNS.Nameservers),
 		Domain:      r.DNS.Domain,
-		Search:      append([]string(nil), r.DNS.Search...),
-		Options:     append([]string(nil), r.DNS.Options...),
+		Search:      slices.Clone(r.DNS.Search),
+		Options:     slices.Clone(r.DNS.Options),
 	}}
 	for _, i := range r.Interfaces {
 		ci := *i
 		c.Interfaces = append(c.Interfaces, &ci)
 	}
 	for _, ip := range r.IPs {
-		cip := *ip
-		if ip.Interface != nil {
-			cip.Interface = IntPtr(*ip.Interface)
-		}
+		cip := IPConfig{Interface: cloneIntPtr(ip.Interface), Address: cloneIPNet(ip.Address), Gateway: slices.Clone(ip.Gateway)}
 		c.IPs = append(c.IPs, &cip)
 	}
 	for _, rt := range r.Routes {
 		crt := *rt
-		if rt.Table != nil {
-			crt.Table = IntPtr(*rt.Table)
-		}
-		if rt.Scope != nil {
-			crt.Scope = IntPtr(*rt.Scope)
-		}
+		crt.Dst = cloneIPNet(rt.Dst)
+		crt.GW = slices.Clone(rt.GW)
+		crt.Table = cloneIntPtr(rt.Table)
+		crt.Scope = cloneIntPtr(rt.Scope)
 		c.Routes = append(c.Routes, &crt)
 	}
 	return c
+}
+
+func cloneIntPtr(p *int) *int {
+	if p == nil {
+		return nil
+	}
+	return IntPtr(*p)
+}
+
+func cloneIPNet(n net.IPNet) net.IPNet {
+	return net.IPNet{IP: slices.Clone(n.IP), Mask: slices.Clone(n.Mask)}
 }

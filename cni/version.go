@@ -18,8 +18,9 @@ type Version struct {
 	Major, Minor, Patch int
 }
 
-// ParseVersion parses "X", "X.Y" or "X.Y.Z". The empty string means 0.1.0, the
-// version of configurations written before cniVersion existed.
+// ParseVersion parses "X", "X.Y" or "X.Y.Z", each part a decimal number. The
+// empty string means 0.1.0, the version of configurations written before
+// cniVersion existed.
 func ParseVersion(s string) (Version, error) {
 	if s == "" {
 		return Version{0, 1, 0}, nil
@@ -30,9 +31,12 @@ func ParseVersion(s string) (Version, error) {
 	}
 	var nums [3]int
 	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || p == "" || (len(p) > 1 && p[0] == '+') {
+		if p == "" || strings.TrimLeft(p, "0123456789") != "" {
 			return Version{}, fmt.Errorf("invalid version %q: %q is not a number", s, p)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return Version{}, fmt.Errorf("invalid version %q: %q is out of range", s, p)
 		}
 		nums[i] = n
 	}
@@ -89,14 +93,15 @@ func SupportsPrevResultOnDel(v string) bool { return mustAtLeast(v, "0.4.0") }
 // SelectVersion picks the version a runtime uses for a configuration list: the
 // highest of cniVersion and cniVersions that this library supports. Entries newer
 // than SpecVersion are dropped; any unparseable entry is an error. Without
-// cniVersions, cniVersion is used as written.
+// cniVersions, cniVersion is used as written; when every candidate is too new,
+// cniVersion is kept too, so that plugins refuse it with a clear code 1.
 func SelectVersion(cniVersion string, cniVersions []string) (string, error) {
-	if cniVersions == nil {
-		if cniVersion != "" {
-			if _, err := ParseVersion(cniVersion); err != nil {
-				return "", err
-			}
+	if cniVersion != "" {
+		if _, err := ParseVersion(cniVersion); err != nil {
+			return "", err
 		}
+	}
+	if cniVersions == nil {
 		return cniVersion, nil
 	}
 	current, _ := ParseVersion(SpecVersion)
@@ -110,12 +115,15 @@ func SelectVersion(cniVersion string, cniVersions []string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if v.Compare(current) > 0 {
+		if c == "" || v.Compare(current) > 0 {
 			continue
 		}
 		if bestStr == "" || v.Compare(best) > 0 {
 			best, bestStr = v, c
 		}
+	}
+	if bestStr == "" {
+		return cniVersion, nil
 	}
 	return bestStr, nil
 }
