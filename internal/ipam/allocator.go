@@ -1,0 +1,328 @@
+package ipam
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"strings"
+
+	"github.com/cnikit/cnikit/cni"
+)
+
+// Allocator hands out one address per range set to attachments, keeping its
+// state in Store. Its methods take the store's lock themselves, once per call.
+type Allocator struct {
+	Store *Store
+	Sets  []RangeSet
+}
+
+// Lease is an address allocated from a range.
+type Lease struct {
+	Addr  netip.Addr
+	Range *Range
+}
+
+// Allocate reserves one address per range set for att, in set order. A
+// requested address is used for the set it lies in; the other sets get the
+// next free address round-robin after the set's last reserved one. Either every
+// set gets an address or nothing is reserved.
+//
+// Errors: code 7 when a requested address is outside every set, not
+// allocatable (gateway, network, broadcast), or shares a set with another; 11
+// when another attachment holds a requested address; 101 when att already
+// holds an address in a set (ADD without DEL); 100 when a set is exhausted; 5
+// on store I/O failures.
+func (al *Allocator) Allocate(att Attachment, requested []netip.Addr) ([]Lease, error) {
+	want, err := al.placeRequested(requested)
+	if err != nil {
+		return nil, err
+	}
+	if err := al.Store.Lock(); err != nil {
+		return nil, err
+	}
+	defer al.Store.Unlock()
+
+	// Sets without a requested address need to know which addresses are taken,
+	// and whether att holds one of theirs already (the reference's duplicate
+	// check); one directory read serves all of them.
+	var taken map[netip.Addr]bool
+	var held []netip.Addr
+	if needScan := anyZero(want); needScan {
+		unrequested := func(a netip.Addr) bool {
+			for i := range al.Sets {
+				if !want[i].IsValid() && al.Sets[i].Contains(a) {
+					return true
+				}
+			}
+			return false
+		}
+		allocs, err := al.Store.List(unrequested)
+		if err != nil {
+			return nil, err
+		}
+		taken = make(map[netip.Addr]bool, len(allocs))
+		for _, alloc := range allocs {
+			taken[alloc.Addr] = true
+			if alloc.Owner.owns(att) || alloc.Owner.ownsLegacy(att) {
+				held = append(held, alloc.Addr)
+			}
+		}
+	}
+
+	var leases []Lease
+	fail := func(err error) ([]Lease, error) {
+		for _, l := range leases {
+			al.Store.Release(l.Addr)
+		}
+		return nil, err
+	}
+	for i := range al.Sets {
+		set := &al.Sets[i]
+		var lease Lease
+		if a := want[i]; a.IsValid() {
+			ok, err := al.Store.Reserve(a, att)
+			if err != nil {
+				return fail(err)
+			}
+			if !ok {
+				return fail(al.unavailable(a, att))
+			}
+			lease = Lease{Addr: a, Range: set.RangeFor(a)}
+		} else {
+			for _, a := range held {
+				if set.Contains(a) {
+					return fail(cni.Errorf(CodeDuplicateAllocation,
+						"%s has been allocated to %s, duplicate allocation is not allowed", a, att))
+				}
+			}
+			for a, r := range set.Candidates(al.Store.LastReserved(i)) {
+				if taken[a] {
+					continue
+				}
+				ok, err := al.Store.Reserve(a, att)
+				if err != nil {
+					return fail(err)
+				}
+				if ok {
+					lease = Lease{Addr: a, Range: r}
+					break
+				}
+			}
+			if !lease.Addr.IsValid() {
+				return fail(cni.Errorf(CodeRangeExhausted, "no IP addresses available in range set %s: %s", set.Where, set))
+			}
+		}
+		leases = append(leases, lease)
+		if err := al.Store.SetLastReserved(i, lease.Addr); err != nil {
+			return fail(err)
+		}
+	}
+	return leases, nil
+}
+
+// placeRequested assigns each requested address to its range set, checking
+// everything that can be checked without the store.
+func (al *Allocator) placeRequested(requested []netip.Addr) ([]netip.Addr, error) {
+	want := make([]netip.Addr, len(al.Sets))
+	for _, a := range requested {
+		a = a.Unmap()
+		i := al.setFor(a)
+		if i < 0 {
+			return nil, cni.Errorf(cni.CodeInvalidNetworkConfig, "requested IP %s is not in any range set (%s)", a, al.describeSets())
+		}
+		set := &al.Sets[i]
+		if r := set.RangeFor(a); !r.Allocatable(a) {
+			return nil, cni.Errorf(cni.CodeInvalidNetworkConfig, "requested IP %s is %s of subnet %s and cannot be allocated", a, r.reason(a), r.Subnet)
+		}
+		if prev := want[i]; prev.IsValid() && prev != a {
+			return nil, cni.Errorf(cni.CodeInvalidNetworkConfig,
+				"requested IPs %s and %s are both in range set %s (%s); one address is allocated per range set", prev, a, set.Where, set)
+		}
+		want[i] = a
+	}
+	return want, nil
+}
+
+// unavailable explains why the requested address a could not be reserved.
+func (al *Allocator) unavailable(a netip.Addr, att Attachment) error {
+	owner, err := al.Store.Owner(a)
+	switch {
+	case err != nil:
+		return cni.Errorf(cni.CodeTryAgainLater, "requested IP address %s is not available", a)
+	case owner.owns(att) || owner.ownsLegacy(att):
+		return cni.Errorf(CodeDuplicateAllocation, "requested IP address %s is already allocated to %s, duplicate allocation is not allowed", a, att)
+	default:
+		return cni.Errorf(cni.CodeTryAgainLater, "requested IP address %s is not available: it is reserved by %s", a, owner)
+	}
+}
+
+func (al *Allocator) setFor(a netip.Addr) int {
+	for i := range al.Sets {
+		if al.Sets[i].Contains(a) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (al *Allocator) describeSets() string {
+	parts := make([]string, len(al.Sets))
+	for i := range al.Sets {
+		parts[i] = al.Sets[i].Where + ": " + al.Sets[i].String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func anyZero(addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return true
+		}
+	}
+	return false
+}
+
+// Release frees att's reservations. known are addresses att is believed to
+// hold (the previous result): each one reserved for att is released by name,
+// and when that covers every range set the directory is not read at all.
+// Otherwise every reservation is examined, as the reference does: those
+// written for att are released, or, when there are none, those of the old
+// format naming att's container. Nothing to release is success.
+func (al *Allocator) Release(att Attachment, known []netip.Addr) error {
+	if err := al.Store.Lock(); err != nil {
+		return err
+	}
+	defer al.Store.Unlock()
+
+	covered := make([]bool, len(al.Sets))
+	for _, a := range known {
+		owner, err := al.Store.Owner(a)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !owner.owns(att) && !owner.ownsLegacy(att) {
+			continue
+		}
+		if err := al.Store.Release(a); err != nil {
+			return err
+		}
+		if i := al.setFor(a); i >= 0 {
+			covered[i] = true
+		}
+	}
+	if len(known) > 0 && !anyFalse(covered) {
+		return nil
+	}
+
+	allocs, err := al.Store.List(func(netip.Addr) bool { return true })
+	if err != nil {
+		return err
+	}
+	var mine, legacy []Allocation
+	for _, alloc := range allocs {
+		switch {
+		case alloc.Owner.owns(att):
+			mine = append(mine, alloc)
+		case alloc.Owner.ownsLegacy(att):
+			legacy = append(legacy, alloc)
+		}
+	}
+	if len(mine) == 0 {
+		mine = legacy
+	}
+	var errs []error
+	for _, alloc := range mine {
+		if err := al.Store.remove(alloc.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func anyFalse(bs []bool) bool {
+	for _, b := range bs {
+		if !b {
+			return true
+		}
+	}
+	return false
+}
+
+// Check verifies that att holds an address in every range set (code 102
+// otherwise). known are the addresses of the previous result: each one inside
+// a set must be reserved for att, and when they cover every set the directory
+// is not read.
+func (al *Allocator) Check(att Attachment, known []netip.Addr) error {
+	if err := al.Store.Lock(); err != nil {
+		return err
+	}
+	defer al.Store.Unlock()
+
+	covered := make([]bool, len(al.Sets))
+	for _, a := range known {
+		i := al.setFor(a)
+		if i < 0 {
+			continue // not an address of these ranges
+		}
+		owner, err := al.Store.Owner(a)
+		if errors.Is(err, fs.ErrNotExist) {
+			return cni.Errorf(CodeAllocationMissing, "IP %s of the previous result is not reserved for %s", a, att)
+		}
+		if err != nil {
+			return err
+		}
+		if !owner.owns(att) && !owner.ownsLegacy(att) {
+			return cni.Errorf(CodeAllocationMissing, "IP %s of the previous result is reserved by %s, not by %s", a, owner, att)
+		}
+		covered[i] = true
+	}
+	if !anyFalse(covered) {
+		return nil
+	}
+	uncovered := func(a netip.Addr) bool {
+		i := al.setFor(a)
+		return i >= 0 && !covered[i]
+	}
+	allocs, err := al.Store.List(uncovered)
+	if err != nil {
+		return err
+	}
+	for _, alloc := range allocs {
+		if uncovered(alloc.Addr) && (alloc.Owner.owns(att) || alloc.Owner.ownsLegacy(att)) {
+			covered[al.setFor(alloc.Addr)] = true
+		}
+	}
+	for i, ok := range covered {
+		if !ok {
+			set := &al.Sets[i]
+			return cni.Errorf(CodeAllocationMissing, "no IP address is reserved for %s in range set %s (%s)", att, set.Where, set)
+		}
+	}
+	return nil
+}
+
+// Exhausted returns the range sets that have no free address left. It reads
+// only the directory's names and does not need the lock: the answer is a
+// snapshot either way.
+func (al *Allocator) Exhausted() ([]*RangeSet, error) {
+	allocs, err := al.Store.List(nil)
+	if err != nil {
+		return nil, err
+	}
+	used := make([]uint64, len(al.Sets))
+	for _, alloc := range allocs {
+		if i := al.setFor(alloc.Addr); i >= 0 && al.Sets[i].Allocatable(alloc.Addr) {
+			used[i]++
+		}
+	}
+	var out []*RangeSet
+	for i := range al.Sets {
+		if used[i] >= al.Sets[i].Size() {
+			out = append(out, &al.Sets[i])
+		}
+	}
+	return out, nil
+}
