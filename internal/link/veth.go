@@ -1,0 +1,184 @@
+package link
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ErrExists is returned (wrapped) when the container already has an interface
+// with the requested name.
+var ErrExists = errors.New("interface already exists")
+
+// VethOptions describes a veth pair whose host end stays in the calling
+// thread's namespace and whose container end is created in another one.
+type VethOptions struct {
+	// ContainerNS is an open file descriptor of the container's namespace.
+	ContainerNS int
+	// ContainerName is the container end's name (CNI_IFNAME).
+	ContainerName string
+	// ContainerMAC, when set, is the container end's address.
+	ContainerMAC net.HardwareAddr
+	// MTU of both ends; 0 is the kernel's default.
+	MTU int
+	// HostPrefix starts the random host end name; "veth" when empty, which
+	// NetworkManager and systemd-networkd leave alone.
+	HostPrefix string
+}
+
+// maxNameTries bounds the retries after a random host name collision.
+const maxNameTries = 10
+
+// RandomName returns prefix followed by 8 random hex digits.
+func RandomName(prefix string) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return prefix + hex.EncodeToString(b[:]), nil
+}
+
+// CreateVeth creates the pair with a single RTM_NEWLINK whose peer carries
+// IFLA_NET_NS_FD: the container end is born in its namespace, never moved
+// (a move costs an unregister/register cycle under the RTNL lock). It returns
+// the host end as the kernel reports it.
+//
+// containerHas, called only after EEXIST, tells whether the container already
+// has an interface of the given name (then the error wraps ErrExists).
+func CreateVeth(h *netlink.Handle, containerHas func(name string) bool, opts VethOptions) (*netlink.Veth, error) {
+	prefix := opts.HostPrefix
+	if prefix == "" {
+		prefix = "veth"
+	}
+	for try := 0; ; try++ {
+		hostName, err := RandomName(prefix)
+		if err != nil {
+			return nil, err
+		}
+		veth := &netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: hostName, MTU: opts.MTU, TxQLen: -1},
+			PeerName:         opts.ContainerName,
+			PeerHardwareAddr: opts.ContainerMAC,
+			PeerNamespace:    netlink.NsFd(opts.ContainerNS),
+		}
+		if opts.MTU > 0 {
+			veth.PeerMTU = uint32(opts.MTU)
+		}
+		err = h.LinkAdd(veth)
+		if err == nil {
+			link, err := h.LinkByName(hostName)
+			if err != nil {
+				return nil, fmt.Errorf("looking up new veth %q: %w", hostName, err)
+			}
+			hostVeth, ok := link.(*netlink.Veth)
+			if !ok {
+				return nil, fmt.Errorf("new link %q is a %s, not a veth", hostName, link.Type())
+			}
+			return hostVeth, nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("creating veth pair %s/%s: %w", hostName, opts.ContainerName, err)
+		}
+		// EEXIST names no culprit: the container name is checked, the
+		// random host name is redrawn.
+		if containerHas(opts.ContainerName) {
+			return nil, fmt.Errorf("container interface %q: %w", opts.ContainerName, ErrExists)
+		}
+		if try+1 >= maxNameTries {
+			return nil, fmt.Errorf("creating veth pair: no free host name after %d tries: %w", maxNameTries, err)
+		}
+	}
+}
+
+// WaitOperUp polls the link at index until its operational state is up (or
+// unknown, which virtual links without carrier reporting show), for at most
+// timeout, starting with a tiny interval since the state usually settles in
+// well under a millisecond. It returns the link as last seen.
+func WaitOperUp(h *netlink.Handle, index int, timeout time.Duration) (netlink.Link, error) {
+	deadline := time.Now().Add(timeout)
+	interval := 100 * time.Microsecond
+	for {
+		link, err := h.LinkByIndex(index)
+		if err != nil {
+			return nil, fmt.Errorf("looking up link %d: %w", index, err)
+		}
+		state := link.Attrs().OperState
+		if state == netlink.OperUp || state == netlink.OperUnknown {
+			return link, nil
+		}
+		if time.Now().After(deadline) {
+			return link, fmt.Errorf("link %q is %s, not up, after %v", link.Attrs().Name, state, timeout)
+		}
+		time.Sleep(interval)
+		if interval < 20*time.Millisecond {
+			interval *= 2
+		}
+	}
+}
+
+// EnsureGatewayVeth returns the host interface named name (e.g. "cni0.100")
+// that carries a VLAN's gateway address: a veth pair whose other end is a port
+// of the bridge at master with pvid as untagged native VLAN (the bridge's
+// defaultPVID is removed from that port). Both ends stay in the host. It is
+// created, attached and set up when missing.
+func EnsureGatewayVeth(h *netlink.Handle, name string, master int, pvid, defaultPVID uint16, mtu int) (netlink.Link, error) {
+	if link, err := h.LinkByName(name); err == nil {
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			if err := h.LinkSetUp(link); err != nil {
+				return nil, fmt.Errorf("setting %q up: %w", name, err)
+			}
+		}
+		return link, nil
+	}
+	peer, err := RandomName("veth")
+	if err != nil {
+		return nil, err
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, TxQLen: -1}, PeerName: peer}
+	if mtu > 0 {
+		veth.PeerMTU = uint32(mtu)
+	}
+	if err := h.LinkAdd(veth); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("creating gateway interface %q: %w", name, err)
+	}
+	peerLink, err := h.LinkByName(peer)
+	if err == nil {
+		_ = EnsureSysctl("net/ipv6/conf/"+peer+"/accept_ra", "0")
+		if err = AttachPort(peerLink.Attrs().Index, master); err == nil {
+			err = ConfigurePort(peerLink.Attrs().Index, PortOptions{PVID: pvid, DropDefaultPVID: defaultPVID})
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attaching gateway interface %q to its bridge: %w", name, err)
+	}
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %q: %w", name, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("setting %q up: %w", name, err)
+	}
+	return link, nil
+}
+
+// DeleteByName deletes the named link; a missing link is not an error.
+func DeleteByName(h *netlink.Handle, name string) error {
+	link, err := h.LinkByName(name)
+	if err != nil {
+		var notFound netlink.LinkNotFoundError
+		if errors.As(err, &notFound) {
+			return nil
+		}
+		return fmt.Errorf("looking up %q: %w", name, err)
+	}
+	if err := h.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting %q: %w", name, err)
+	}
+	return nil
+}
