@@ -67,7 +67,7 @@ func TestVersionCompare(t *testing.T) {
 
 func TestVerbVersionGates(t *testing.T) {
 	tests := []struct {
-		version                     string
+		version                    string
 		check, gcStatus, prevOnDel bool
 	}{
 		{"", false, false, false},
