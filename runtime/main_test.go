@@ -54,11 +54,11 @@ type behavior struct {
 
 // call is one logged invocation.
 type call struct {
-	Event   string          `json:"event"` // "start" or "end"
-	Type    string          `json:"type"`
-	Env     map[string]string `json:"env"`
-	Stdin   json.RawMessage `json:"stdin,omitempty"`
-	Pid     int             `json:"pid"`
+	Event string            `json:"event"` // "start" or "end"
+	Type  string            `json:"type"`
+	Env   map[string]string `json:"env"`
+	Stdin json.RawMessage   `json:"stdin,omitempty"`
+	Pid   int               `json:"pid"`
 }
 
 func (c call) command() string { return c.Env["CNI_COMMAND"] }

@@ -16,7 +16,7 @@ func TestRequestConfig(t *testing.T) {
 	}
 	capArgs := map[string]any{
 		"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}},
-		"mac":          "c2:11:22:33:44:55", // declared false: withheld
+		"mac":          "c2:11:22:33:44:55",              // declared false: withheld
 		"bandwidth":    map[string]any{"ingressRate": 1}, // not declared: withheld
 	}
 	prev := []byte(`{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}]}`)
