@@ -108,7 +108,7 @@ func TestCachedAttachments(t *testing.T) {
 	writeEntry(t, r, "net1-abc-eth1", entryJSON("abc", "net1", "eth1"))
 	writeEntry(t, r, "net1-abcd-eth0", entryJSON("abcd", "net1", "eth0"))
 	writeEntry(t, r, "net1-x-abc-eth0", entryJSON("x-abc", "net1", "eth0")) // infix matches "abc" but the ID does not
-	writeEntry(t, r, "net1-old-eth0", `{"cniVersion":"0.4.0","ips":[]}`)   // legacy bare result: no attachment data
+	writeEntry(t, r, "net1-old-eth0", `{"cniVersion":"0.4.0","ips":[]}`)    // legacy bare result: no attachment data
 	writeEntry(t, r, "net1-noif-", `{"kind":"cniCacheV1","containerId":"noif","networkName":"net1"}`)
 	writeEntry(t, r, ".net1-tmp-eth0.tmp-123", entryJSON("tmp", "net1", "eth0"))
 

@@ -216,9 +216,9 @@ func LoadAll(dir string) ([]*cni.ConfigList, error) {
 		kept = append(kept, loaded{f, list})
 	}
 	sort.SliceStable(kept, func(i, j int) bool { return kept[i].file < kept[j].file })
-	out := make([]*cni.ConfigList, len(kept))
-	for i, k := range kept {
-		out[i] = k.list
+	var out []*cni.ConfigList
+	for _, k := range kept {
+		out = append(out, k.list)
 	}
 	return out, nil
 }
