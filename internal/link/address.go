@@ -46,7 +46,13 @@ func EnsureGatewayAddress(h *netlink.Handle, link netlink.Link, gw *net.IPNet, f
 			return fmt.Errorf("removing address %v from %q: %w", a.IPNet, link.Attrs().Name, err)
 		}
 	}
-	if err := h.AddrAdd(link, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, unix.EEXIST) {
+	addr := &netlink.Addr{IPNet: gw}
+	if family == netlink.FAMILY_V6 {
+		// The gateway is ours by configuration; DAD would only keep it
+		// unusable for a second after the first ADD.
+		addr.Flags = unix.IFA_F_NODAD
+	}
+	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("adding address %v to %q: %w", gw, link.Attrs().Name, err)
 	}
 	if mac := link.Attrs().HardwareAddr; len(mac) > 0 {

@@ -40,6 +40,9 @@ func EnsureBridge(h *netlink.Handle, opts BridgeOptions) (*netlink.Bridge, error
 			br.VlanFiltering = &on
 		}
 		if err := h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+			if opts.VlanFiltering && errors.Is(err, unix.EOPNOTSUPP) {
+				return nil, fmt.Errorf("creating bridge %q with VLAN filtering: the kernel lacks it (CONFIG_BRIDGE_VLAN_FILTERING): %w", opts.Name, err)
+			}
 			return nil, fmt.Errorf("creating bridge %q: %w", opts.Name, err)
 		}
 		if existing, err = h.LinkByName(opts.Name); err != nil {
