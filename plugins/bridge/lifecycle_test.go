@@ -1,0 +1,155 @@
+package bridge
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cnikit/cnikit/cni"
+	"github.com/cnikit/cnikit/internal/nstest"
+)
+
+func TestBadConfigs(t *testing.T) {
+	e := newEnv(t)
+	cont := nstest.New(t)
+	cases := []struct {
+		name    string
+		extra   map[string]any
+		cniArgs string
+		code    cni.Code
+		msg     string
+	}{
+		{"ipMasqBackend", map[string]any{"ipMasqBackend": "ipfw"}, "", cni.CodeInvalidNetworkConfig, `ipMasqBackend "ipfw"`},
+		{"vlan too big", map[string]any{"vlan": 4095}, "", cni.CodeInvalidNetworkConfig, "vlan 4095"},
+		{"vlan negative", map[string]any{"vlan": -1}, "", cni.CodeInvalidNetworkConfig, "vlan -1"},
+		{"trunk id 0", map[string]any{"vlanTrunk": []map[string]int{{"id": 0}}}, "", cni.CodeInvalidNetworkConfig, "id 0"},
+		{"trunk minID alone", map[string]any{"vlanTrunk": []map[string]int{{"minID": 5}}}, "", cni.CodeInvalidNetworkConfig, "minID and maxID"},
+		{"trunk min over max", map[string]any{"vlanTrunk": []map[string]int{{"minID": 9, "maxID": 5}}}, "", cni.CodeInvalidNetworkConfig, "minID 9 is greater than maxID 5"},
+		{"trunk maxID too big", map[string]any{"vlanTrunk": []map[string]int{{"minID": 1, "maxID": 4095}}}, "", cni.CodeInvalidNetworkConfig, "maxID 4095"},
+		{"hairpin with promisc", map[string]any{"hairpinMode": true, "promiscMode": true}, "", cni.CodeInvalidNetworkConfig, "hairpinMode and promiscMode"},
+		{"disableContainerInterface with ipam", map[string]any{"disableContainerInterface": true,
+			"ipam": map[string]any{"type": "host-local", "subnet": "10.11.0.0/24"}}, "", cni.CodeInvalidNetworkConfig, "disableContainerInterface"},
+		{"mtu negative", map[string]any{"mtu": -5}, "", cni.CodeInvalidNetworkConfig, "mtu -5"},
+		{"bridge name too long", map[string]any{"bridge": "averyveryverylongname"}, "", cni.CodeInvalidNetworkConfig, `bridge "averyveryverylongname"`},
+		{"bridge name with slash", map[string]any{"bridge": "br/0"}, "", cni.CodeInvalidNetworkConfig, `bridge "br/0"`},
+		{"runtimeConfig.mac", map[string]any{"runtimeConfig": map[string]any{"mac": "zz:zz"}}, "", cni.CodeInvalidNetworkConfig, `runtimeConfig.mac "zz:zz"`},
+		{"args.cni.mac", map[string]any{"args": map[string]any{"cni": map[string]any{"mac": "01"}}}, "", cni.CodeInvalidNetworkConfig, `args.cni.mac "01"`},
+		{"CNI_ARGS MAC", nil, "MAC=nope", cni.CodeInvalidEnvironment, `CNI_ARGS MAC "nope"`},
+		{"mtu not a number", map[string]any{"mtu": "big"}, "", cni.CodeDecodingFailure, "mtu"},
+	}
+	before := e.hostLinks()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cerr := e.run(call{verb: "ADD", conf: e.conf("bad", nil, tc.extra), netns: cont.Path(), cniArgs: tc.cniArgs})
+			if cerr == nil {
+				t.Fatal("ADD succeeded")
+			}
+			if cerr.Code != tc.code || !strings.Contains(cerr.Msg, tc.msg) {
+				t.Errorf("got code %d %q, want code %d containing %q", cerr.Code, cerr.Msg, tc.code, tc.msg)
+			}
+		})
+	}
+	if after := e.hostLinks(); len(after) != len(before) {
+		t.Errorf("bad configurations created links: %v -> %v", before, after)
+	}
+	if out := e.host.MustRun("nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
+		t.Errorf("bad configurations created nftables objects:\n%s", out)
+	}
+}
+
+func TestExistingNonBridge(t *testing.T) {
+	e := newEnv(t)
+	cont := nstest.New(t)
+	e.host.MustRun("ip", "link", "add", "cni0", "type", "veth", "peer", "name", "cni0peer")
+	_, cerr := e.run(call{verb: "ADD", conf: e.conf("nonbridge", nil, nil), netns: cont.Path()})
+	if cerr == nil || !strings.Contains(cerr.Msg, `"cni0" already exists but is a veth link`) {
+		t.Fatalf("ADD: %v", cerr)
+	}
+	conf := []byte(`{"cniVersion":"1.1.0","name":"nonbridge","type":"bridge"}`)
+	_, cerr = e.run(call{verb: "STATUS", conf: conf})
+	if cerr == nil || cerr.Code != cni.CodePluginNotAvailable {
+		t.Fatalf("STATUS: %v, want code 50", cerr)
+	}
+	_, cerr = e.run(call{verb: "STATUS", conf: []byte(`{"cniVersion":"1.1.0","name":"x","type":"bridge","bridge":"br9"}`)})
+	if cerr != nil {
+		t.Fatalf("STATUS without a bridge yet: %v", cerr)
+	}
+}
+
+func TestAddressConflict(t *testing.T) {
+	e := newEnv(t)
+	cont := nstest.New(t)
+	e.host.MustRun("ip", "link", "add", "cni0", "type", "bridge")
+	e.host.MustRun("ip", "addr", "add", "10.99.0.1/16", "dev", "cni0")
+	_, cerr := e.run(call{verb: "ADD", conf: e.conf("conflict", []string{"10.12.0.0/24"}, map[string]any{"isGateway": true}), netns: cont.Path()})
+	if cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig || !strings.Contains(cerr.Msg, "already has an IP address different from 10.12.0.1/24") {
+		t.Fatalf("ADD: %v", cerr)
+	}
+	if _, err := cont.Handle().LinkByName("eth0"); err == nil {
+		t.Error("failed ADD left the container interface")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(e.dataDir, "conflict")); len(entries) > 2 {
+		t.Errorf("failed ADD left IPAM reservations: %v", entries)
+	}
+}
+
+// TestTraffic: two containers on one bridge reach each other and the gateway;
+// masquerade is proven by an "outside" namespace behind the host that sees
+// the host's address as the source of a container's TCP connection.
+func TestTraffic(t *testing.T) {
+	e := newEnv(t)
+	c1, c2 := nstest.New(t), nstest.New(t)
+	outside := nstest.New(t)
+	conf := e.conf("traffic", []string{"10.13.0.0/24"}, map[string]any{"isDefaultGateway": true, "ipMasq": true})
+	r1, _ := e.mustAdd(call{conf: conf, netns: c1.Path(), cid: "c1"})
+	r2, _ := e.mustAdd(call{conf: conf, netns: c2.Path(), cid: "c2"})
+	ip1, ip2 := r1.IPs[0].Address.IP.String(), r2.IPs[0].Address.IP.String()
+	for _, p := range []struct {
+		from *nstest.NS
+		to   string
+	}{{c1, ip2}, {c2, ip1}, {c1, "10.13.0.1"}} {
+		if err := p.from.Ping(p.to); err != nil {
+			t.Error(err)
+		}
+	}
+
+	// The outside world: a veth between host and outside, 192.0.2.0/24.
+	e.host.MustRun("ip", "link", "add", "uplink", "type", "veth", "peer", "name", "wan")
+	e.host.MustRun("ip", "link", "set", "wan", "netns", outside.Path())
+	e.host.MustRun("ip", "addr", "add", "192.0.2.1/24", "dev", "uplink")
+	e.host.MustRun("ip", "link", "set", "uplink", "up")
+	outside.MustRun("ip", "addr", "add", "192.0.2.2/24", "dev", "wan")
+	outside.MustRun("ip", "link", "set", "wan", "up")
+
+	peer := make(chan string, 1)
+	var ln net.Listener
+	outside.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp4", "192.0.2.2:8080")
+		return err
+	})
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			peer <- err.Error()
+			return
+		}
+		peer <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
+		conn.Close()
+	}()
+	c1.Do(func() error {
+		conn, err := net.DialTimeout("tcp4", "192.0.2.2:8080", 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("connecting out: %w", err)
+		}
+		return conn.Close()
+	})
+	if got := <-peer; got != "192.0.2.1" {
+		t.Errorf("outside saw the connection from %s, want the host's 192.0.2.1", got)
+	}
+}
