@@ -48,7 +48,8 @@ type behavior struct {
 	Stdout string          `json:"stdout,omitempty"` // printed as is, with Exit
 	Exit   int             `json:"exit,omitempty"`
 	// Hold makes the plugin wait, after writing held.<containerID>, until
-	// release.<containerID> exists: tests observe what runs meanwhile.
+	// release.<containerID> (or release.all) exists: tests observe what runs
+	// meanwhile.
 	Hold bool `json:"hold,omitempty"`
 }
 
@@ -103,6 +104,9 @@ func fakePlugin(typ, dir string) int {
 			if _, err := os.Stat(filepath.Join(dir, "release."+cid)); err == nil {
 				break
 			}
+			if _, err := os.Stat(filepath.Join(dir, "release.all")); err == nil {
+				break
+			}
 			if time.Now().After(deadline) {
 				fmt.Print(`{"code":100,"msg":"fake plugin: never released"}`)
 				return 1
@@ -120,7 +124,7 @@ func fakePlugin(typ, dir string) int {
 	case b.Stdout != "" || b.Exit != 0:
 		fmt.Print(b.Stdout)
 		return b.Exit
-	case scripted:
+	case scripted && !b.Hold:
 		return 0
 	}
 	switch command {
