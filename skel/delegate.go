@@ -3,7 +3,6 @@ package skel
 import (
 	"context"
 	"os"
-	"sync"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/invoke"
@@ -25,7 +24,7 @@ func Delegate(ctx context.Context, args *Args, verb, pluginType string, stdin []
 	env := args.Env
 	env.Command = verb
 	var out []byte
-	if p, ok := Lookup(pluginType); ok && isSelf(path) {
+	if p, ok := Lookup(pluginType); ok && invoke.IsRunningExecutable(path) {
 		sub := &Args{Env: env, NetnsOverride: args.NetnsOverride, StdinData: stdin}
 		var cerr *cni.Error
 		out, cerr = Invoke(ctx, p, sub)
@@ -46,21 +45,4 @@ func Delegate(ctx context.Context, args *Args, verb, pluginType string, stdin []
 		return nil, nil
 	}
 	return cni.ParseResult(out, args.Version)
-}
-
-var (
-	selfOnce sync.Once
-	selfInfo os.FileInfo
-)
-
-// isSelf reports whether path is the running executable (through any symlink).
-func isSelf(path string) bool {
-	selfOnce.Do(func() {
-		selfInfo, _ = os.Stat("/proc/self/exe")
-	})
-	if selfInfo == nil {
-		return false
-	}
-	st, err := os.Stat(path)
-	return err == nil && os.SameFile(st, selfInfo)
 }

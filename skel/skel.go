@@ -27,14 +27,18 @@ import (
 )
 
 // MaxStdin is the largest configuration a plugin accepts on stdin. A GC request
-// listing tens of thousands of attachments stays well below it.
+// listing tens of thousands of attachments stays well below it. A larger one is
+// refused with code 7 (invalid network configuration), not 5: stdin was read
+// without any I/O failure, and the same configuration would fail again, which is
+// what a runtime should conclude.
 const MaxStdin = 8 << 20
 
 // Args is one invocation of a plugin: its CNI_* environment and its stdin.
 type Args struct {
 	invoke.Env
-	// NetnsOverride allows ADD and CHECK on the plugin's own namespace
-	// (CNI_NETNS_OVERRIDE=1), which tests that run a plugin in-process need.
+	// NetnsOverride allows ADD, CHECK and DEL on the plugin's own namespace
+	// (CNI_NETNS_OVERRIDE=1 or true), which tests that run a plugin in-process
+	// need.
 	NetnsOverride bool
 	StdinData     []byte
 	// Version is the request's cniVersion ("" means 0.1.0, already checked
@@ -47,13 +51,20 @@ type Args struct {
 }
 
 // Plugin is a CNI plugin: its name, and one function per verb. A nil function
-// makes that verb a successful no-op, as the spec allows for GC and STATUS.
+// makes that verb a successful no-op; for ADD that means printing prevResult
+// unchanged (or an empty result without one), as the spec asks of a plugin that
+// changes nothing.
 type Plugin struct {
-	Name  string
+	// Name is the plugin's type, the binary name runtimes look up.
+	Name string
+	// About is printed, with the supported versions, when the plugin is run
+	// without CNI_COMMAND.
 	About string
 	// Versions the plugin accepts; nil means every version cni.AllVersions lists.
 	Versions []string
 
+	// Add returns the result in canonical form; skel prints it in the request's
+	// version. A plain error becomes code 999; a *cni.Error keeps its code.
 	Add    func(ctx context.Context, args *Args) (*cni.Result, error)
 	Del    func(ctx context.Context, args *Args) error
 	Check  func(ctx context.Context, args *Args) error
@@ -94,14 +105,17 @@ func Names() []string {
 	return names
 }
 
-// required lists the variables each verb needs (spec §2); the order is the
-// order missing variables are reported in.
+// required lists the variables each verb needs, as the spec's table has them
+// (§2; spec-notes X4). The reference skel also wants CNI_PATH for ADD, DEL,
+// CHECK and STATUS; we follow the spec, so that a plugin needing no delegate
+// runs without it. The order is the order missing variables are reported in.
+// An unknown verb needs only CNI_COMMAND; it is refused after the stdin checks.
 var required = map[string][]string{
 	"ADD":     {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"},
 	"CHECK":   {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"},
 	"DEL":     {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME"},
 	"STATUS":  {"CNI_COMMAND"},
-	"GC":      {"CNI_COMMAND"},
+	"GC":      {"CNI_COMMAND", "CNI_PATH"},
 	"VERSION": {"CNI_COMMAND"},
 }
 
@@ -111,6 +125,9 @@ func Main(p *Plugin) {
 }
 
 // Run is Main with its inputs and outputs given, and the exit status returned.
+// The checks run in the reference skel's order (spec-notes X7): environment
+// (code 4), stdin (5, or 7 when larger than MaxStdin), JSON (6), network name
+// (7), verb (4), cniVersion (6, then 1), then the plugin's function.
 func Run(ctx context.Context, p *Plugin, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	env := invoke.Env{
 		Command:     getenv("CNI_COMMAND"),
@@ -131,24 +148,23 @@ func Run(ctx context.Context, p *Plugin, getenv func(string) string, stdin io.Re
 	override := getenv("CNI_NETNS_OVERRIDE")
 	args := &Args{Env: env, NetnsOverride: override == "1" || strings.EqualFold(override, "true")}
 
-	var cerr *cni.Error
-	if env.Command != "VERSION" {
+	cerr := checkEnv(&args.Env)
+	if cerr == nil && env.Command != "VERSION" {
+		// VERSION needs nothing from stdin, and reading it would block a
+		// caller that leaves stdin open.
 		data, err := io.ReadAll(io.LimitReader(stdin, MaxStdin+1))
-		switch {
-		case err != nil:
+		if err != nil {
 			cerr = cni.Errorf(cni.CodeIOFailure, "error reading from stdin: %v", err)
-		case len(data) > MaxStdin:
-			cerr = cni.Errorf(cni.CodeIOFailure, "configuration on stdin is larger than %d bytes", MaxStdin)
 		}
 		args.StdinData = data
 	}
 	var out []byte
 	if cerr == nil {
-		out, cerr = invokeWithLog(ctx, p, args, stderr)
+		out, cerr = serve(ctx, p, args, stderr)
 	}
 	if cerr != nil {
 		if cerr.CNIVersion == "" {
-			cerr = withVersion(cerr, args.Version)
+			cerr = withVersion(cerr, errorVersion(p, args))
 		}
 		printError(stdout, cerr)
 		return 1
@@ -157,15 +173,29 @@ func Run(ctx context.Context, p *Plugin, getenv func(string) string, stdin io.Re
 	return 0
 }
 
+// errorVersion is the cniVersion written into an error object: the request's
+// when it is known and supported, else the newest.
+func errorVersion(p *Plugin, args *Args) string {
+	if args.Version != "" {
+		return args.Version
+	}
+	var req struct {
+		CNIVersion string `json:"cniVersion"`
+	}
+	if json.Unmarshal(args.StdinData, &req) == nil && req.CNIVersion != "" && cni.Reconcile(req.CNIVersion, p.versions()) == nil {
+		return req.CNIVersion
+	}
+	return cni.SpecVersion
+}
+
 func withVersion(e *cni.Error, version string) *cni.Error {
 	c := *e
 	c.CNIVersion = version
-	if c.CNIVersion == "" {
-		c.CNIVersion = cni.SpecVersion
-	}
 	return &c
 }
 
+// printError writes the error object as the reference does: indented by four
+// spaces, on stdout.
 func printError(w io.Writer, e *cni.Error) {
 	data, _ := json.MarshalIndent(e, "", "    ")
 	_, _ = w.Write(append(data, '\n'))
@@ -173,9 +203,12 @@ func printError(w io.Writer, e *cni.Error) {
 
 // Invoke runs one verb of p in-process: the same checks, codes and output as a
 // plugin process, with args.StdinData as stdin. It returns what the plugin would
-// print on stdout on success.
+// print on stdout on success. Log lines go to the process's stderr.
 func Invoke(ctx context.Context, p *Plugin, args *Args) ([]byte, *cni.Error) {
-	return invokeWithLog(ctx, p, args, os.Stderr)
+	if err := checkEnv(&args.Env); err != nil {
+		return nil, err
+	}
+	return serve(ctx, p, args, os.Stderr)
 }
 
 // commonConf holds the keys skel itself reads from every configuration.
@@ -183,17 +216,23 @@ type commonConf struct {
 	CNIVersion string `json:"cniVersion"`
 	Name       string `json:"name"`
 	// LogFile, when set, receives the plugin's log lines in addition to stderr.
-	LogFile  string `json:"logFile"`
+	LogFile string `json:"logFile"`
+	// LogLevel is a slog level name (debug, info, warn, error); info by default.
 	LogLevel string `json:"logLevel"`
+	// PrevResult is only used when the plugin has no ADD of its own.
+	PrevResult json.RawMessage `json:"prevResult"`
 }
 
-func invokeWithLog(ctx context.Context, p *Plugin, args *Args, stderr io.Writer) ([]byte, *cni.Error) {
+// serve runs the checks that follow the environment's and then the verb.
+func serve(ctx context.Context, p *Plugin, args *Args, stderr io.Writer) ([]byte, *cni.Error) {
 	args.pluginName = p.Name
-	if err := checkEnv(&args.Env); err != nil {
-		return nil, err
-	}
 	if args.Command == "VERSION" {
-		return versionInfo(p, args.StdinData), nil
+		// The reference ignores stdin here and answers with the newest
+		// version; runtimes accept that (spec-notes §0).
+		return versionInfo(p), nil
+	}
+	if len(args.StdinData) > MaxStdin {
+		return nil, cni.Errorf(cni.CodeInvalidNetworkConfig, "network configuration on stdin is larger than the limit of %d bytes", MaxStdin)
 	}
 	var conf commonConf
 	if err := json.Unmarshal(args.StdinData, &conf); err != nil {
@@ -208,20 +247,7 @@ func invokeWithLog(ctx context.Context, p *Plugin, args *Args, stderr io.Writer)
 	var verbFn func() ([]byte, error)
 	switch args.Command {
 	case "ADD":
-		verbFn = func() ([]byte, error) {
-			if p.Add == nil {
-				return nil, cni.Errorf(cni.CodeInvalidEnvironment, "plugin %s does not implement ADD", p.Name)
-			}
-			res, err := p.Add(ctx, args)
-			if err != nil {
-				return nil, err
-			}
-			var buf bytes.Buffer
-			if err := res.Print(&buf, args.Version); err != nil {
-				return nil, err
-			}
-			return buf.Bytes(), nil
-		}
+		verbFn = func() ([]byte, error) { return add(ctx, p, args, &conf) }
 	case "DEL":
 		verbFn = noOutput(ctx, p.Del, args)
 	case "CHECK":
@@ -247,28 +273,56 @@ func invokeWithLog(ctx context.Context, p *Plugin, args *Args, stderr io.Writer)
 	switch args.Command {
 	case "CHECK":
 		if !cni.SupportsCheck(args.Version) {
-			return nil, cni.Errorf(cni.CodeIncompatibleVersion, "config version %q does not allow CHECK", args.Version)
+			return nil, cni.Errorf(cni.CodeIncompatibleVersion, "config version %q does not allow CHECK (0.4.0 or later needed)", args.Version)
 		}
 	case "GC", "STATUS":
 		if !cni.SupportsGCAndStatus(args.Version) {
-			return nil, cni.Errorf(cni.CodeIncompatibleVersion, "config version %q does not allow %s", args.Version, args.Command)
-		}
-	case "ADD":
-		if err := refuseOwnNetns(args); err != nil {
-			return nil, err
+			return nil, cni.Errorf(cni.CodeIncompatibleVersion, "config version %q does not allow %s (1.1.0 or later needed)", args.Version, args.Command)
 		}
 	}
-	if args.Command == "CHECK" {
+	switch args.Command {
+	case "ADD", "CHECK", "DEL":
+		// Checked before the verb runs, unlike the reference, which checks
+		// after ADD and DEL: by then a DEL may have removed a host interface.
 		if err := refuseOwnNetns(args); err != nil {
 			return nil, err
 		}
 	}
 	out, err := verbFn()
 	if err != nil {
-		args.Log.Debug("plugin failed", "command", args.Command, "error", err)
+		args.Log.Debug("plugin failed", "error", err)
 		return nil, cni.AsError(err)
 	}
 	return out, nil
+}
+
+// add runs the plugin's ADD and prints its result in the request's version.
+func add(ctx context.Context, p *Plugin, args *Args, conf *commonConf) ([]byte, error) {
+	var res *cni.Result
+	if p.Add == nil {
+		// A plugin that changes nothing passes prevResult on (spec §3, A3).
+		res = &cni.Result{}
+		if len(conf.PrevResult) > 0 && string(conf.PrevResult) != "null" {
+			prev, err := cni.ParseResult(conf.PrevResult, args.Version)
+			if err != nil {
+				return nil, cni.Errorf(cni.CodeDecodingFailure, "could not parse prevResult: %v", err)
+			}
+			res = prev
+		}
+	} else {
+		var err error
+		if res, err = p.Add(ctx, args); err != nil {
+			return nil, err
+		}
+		if res == nil {
+			return nil, cni.Errorf(cni.CodeInternal, "plugin %s returned neither a result nor an error", p.Name)
+		}
+	}
+	var buf bytes.Buffer
+	if err := res.Print(&buf, args.Version); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func noOutput(ctx context.Context, fn func(context.Context, *Args) error, args *Args) func() ([]byte, error) {
@@ -280,6 +334,9 @@ func noOutput(ctx context.Context, fn func(context.Context, *Args) error, args *
 	}
 }
 
+// checkEnv checks the CNI_* variables the verb requires: all missing ones are
+// listed in one code 4 error, then the container ID (code 3 or 4) and the
+// interface name (code 4) are validated.
 func checkEnv(env *invoke.Env) *cni.Error {
 	values := map[string]string{
 		"CNI_COMMAND": env.Command, "CNI_CONTAINERID": env.ContainerID, "CNI_NETNS": env.Netns,
@@ -313,31 +370,25 @@ func checkEnv(env *invoke.Env) *cni.Error {
 	return nil
 }
 
-// versionInfo answers VERSION. The spec asks for the request's cniVersion to be
-// echoed; without a usable one, the newest version is given.
-func versionInfo(p *Plugin, stdin []byte) []byte {
-	var req struct {
-		CNIVersion string `json:"cniVersion"`
-	}
-	_ = json.Unmarshal(stdin, &req)
-	version := cni.SpecVersion
-	if req.CNIVersion != "" && cni.Reconcile(req.CNIVersion, p.versions()) == nil {
-		version = req.CNIVersion
-	}
-	data, _ := json.Marshal(cni.PluginInfo{CNIVersion: version, SupportedVersions: p.versions()})
+// versionInfo answers VERSION.
+func versionInfo(p *Plugin) []byte {
+	data, _ := json.Marshal(cni.PluginInfo{CNIVersion: cni.SpecVersion, SupportedVersions: p.versions()})
 	return append(data, '\n')
 }
 
-// refuseOwnNetns stops ADD and CHECK from configuring the plugin's own
+// refuseOwnNetns stops ADD, CHECK and DEL from working on the plugin's own
 // namespace, which is the host's: a runtime that passes it is almost surely
-// broken. A namespace path that does not exist passes; the verb reports it.
+// broken, and DEL there would remove a host interface. Code 8, as in the
+// reference. A path that does not exist passes (the verb reports it, or for
+// DEL succeeds); so does, for DEL only, a path that is not a namespace (a
+// leftover file after the namespace went away).
 func refuseOwnNetns(args *Args) *cni.Error {
-	if args.NetnsOverride {
+	if args.NetnsOverride || args.Netns == "" {
 		return nil
 	}
 	target, err := netns.Open(args.Netns)
 	if err != nil {
-		if errors.Is(err, netns.ErrNotExist) {
+		if errors.Is(err, netns.ErrNotExist) || args.Command == "DEL" {
 			return nil
 		}
 		return cni.Errorf(cni.CodeInvalidEnvironment, "CNI_NETNS %q: %v", args.Netns, err)
@@ -349,7 +400,8 @@ func refuseOwnNetns(args *Args) *cni.Error {
 	}
 	defer self.Close()
 	if same, _ := target.SameAs(self); same {
-		return cni.Errorf(cni.CodeInvalidNetNS, "CNI_NETNS %q is the plugin's own network namespace", args.Netns)
+		return cni.Errorf(cni.CodeInvalidNetNS, "CNI_NETNS %q is the plugin's own network namespace", args.Netns).
+			WithDetails("set CNI_NETNS_OVERRIDE=1 to allow it")
 	}
 	return nil
 }
@@ -359,7 +411,9 @@ func refuseOwnNetns(args *Args) *cni.Error {
 func setupLog(args *Args, conf *commonConf, stderr io.Writer) func() {
 	level := slog.LevelInfo
 	if conf.LogLevel != "" {
-		_ = level.UnmarshalText([]byte(conf.LogLevel))
+		if err := level.UnmarshalText([]byte(conf.LogLevel)); err != nil {
+			fmt.Fprintf(stderr, "cnikit: ignoring logLevel %q: %v\n", conf.LogLevel, err)
+		}
 	}
 	var w io.Writer = stderr
 	closeFn := func() {}
