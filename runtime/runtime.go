@@ -23,7 +23,8 @@ type Config struct {
 	// CacheDir is the root of the result cache and the lock files; results are
 	// kept in <CacheDir>/results. "" means DefaultCacheDir.
 	CacheDir string
-	// Stderr receives the plugins' stderr; nil means os.Stderr.
+	// Stderr receives the plugins' stderr; nil means os.Stderr. Operations
+	// running concurrently write to it concurrently.
 	Stderr io.Writer
 	// Exec carries out plugin invocations; nil executes binaries with
 	// invoke.Exec (BinaryExecutor).
