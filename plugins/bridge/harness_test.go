@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -246,3 +247,5 @@ func mustf(t testing.TB, cond bool, format string, a ...any) {
 }
 
 var _ = fmt.Sprintf
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
