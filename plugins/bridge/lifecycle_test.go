@@ -153,3 +153,29 @@ func TestTraffic(t *testing.T) {
 		t.Errorf("outside saw the connection from %s, want the host's 192.0.2.1", got)
 	}
 }
+
+// TestMacSpoofDrops: with macspoofchk, frames from the container with
+// another source MAC are dropped at the bridge; without, they pass.
+func TestMacSpoofDrops(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		spoofchk  bool
+		wantReach bool
+	}{{"macspoofchk on", true, false}, {"macspoofchk off", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			cont := nstest.New(t)
+			conf := e.conf("spoofnet", []string{"10.19.0.0/24"}, map[string]any{"isGateway": true, "macspoofchk": tc.spoofchk})
+			e.mustAdd(call{conf: conf, netns: cont.Path()})
+			if err := cont.Ping("10.19.0.1"); err != nil {
+				t.Fatalf("with its own MAC: %v", err)
+			}
+			cont.MustRun("ip", "link", "set", "eth0", "address", "02:66:66:66:66:66")
+			cont.MustRun("ip", "neigh", "flush", "dev", "eth0")
+			e.host.MustRun("ip", "neigh", "flush", "dev", "cni0")
+			if got := cont.Ping("10.19.0.1") == nil; got != tc.wantReach {
+				t.Errorf("gateway reachable with a spoofed MAC: %v, want %v", got, tc.wantReach)
+			}
+		})
+	}
+}
