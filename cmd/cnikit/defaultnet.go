@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cnikit/cnikit/cni"
+	"github.com/cnikit/cnikit/skel"
+)
+
+// defaultNetworkName is the built-in network, used when no conf file defines a
+// network of that name.
+const defaultNetworkName = "cnikit"
+
+// defaultNetworkConf is the built-in network: a bridge cnikit0 that is the
+// gateway of a private subnet, with masquerade for traffic leaving it and
+// host-local IPAM. The subnet is one that Docker, Podman and Kubernetes
+// defaults do not use.
+const defaultNetworkConf = `{
+  "cniVersion": "1.1.0",
+  "name": "cnikit",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cnikit0",
+      "isGateway": true,
+      "isDefaultGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.77.0.0/16", "gateway": "10.77.0.1"}]]
+      }
+    }
+  ]
+}
+`
+
+func defaultNetwork() (*cni.ConfigList, error) {
+	return cni.ParseConfigList([]byte(defaultNetworkConf))
+}
+
+// ownPluginDirRoot holds links named after every cnikit plugin that point to
+// this executable, so that cnikit's own plugins are found by type, and plugins
+// delegating to IPAM find it too, without anything installed.
+var ownPluginDirRoot = "/run/cnikit/bin"
+
+// ownPluginDir makes sure the links exist and point to the running executable.
+func ownPluginDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding cnikit's own executable: %w", err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return "", fmt.Errorf("finding cnikit's own executable: %w", err)
+	}
+	if err := os.MkdirAll(ownPluginDirRoot, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", ownPluginDirRoot, err)
+	}
+	for _, name := range skel.Names() {
+		if err := ensureLink(filepath.Join(ownPluginDirRoot, name), exe); err != nil {
+			return "", err
+		}
+	}
+	return ownPluginDirRoot, nil
+}
+
+// ensureLink makes path a symlink to target, replacing it atomically if it
+// points elsewhere (another cnikit process may be doing the same).
+func ensureLink(path, target string) error {
+	if cur, err := os.Readlink(path); err == nil && cur == target {
+		return nil
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("linking %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("linking %s: %w", path, err)
+	}
+	return nil
+}
