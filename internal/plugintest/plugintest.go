@@ -4,14 +4,14 @@
 package plugintest
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
-
-	"github.com/cnikit/cnikit/skel"
 )
 
 var (
@@ -43,7 +43,12 @@ func BinDir(t testing.TB) string {
 			buildErr = &buildError{err: err, out: string(out)}
 			return
 		}
-		for _, name := range skelNames() {
+		names, err := pluginNames(bin)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		for _, name := range names {
 			if err := os.Symlink("cnikit", filepath.Join(buildDir, name)); err != nil {
 				buildErr = err
 				return
@@ -79,22 +84,17 @@ func moduleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// skelNames lists the plugins the binary provides. The test binary registers
-// only the plugins it imports, so the list is fixed here.
-func skelNames() []string {
-	names := map[string]bool{}
-	for _, n := range PluginNames {
-		names[n] = true
+// pluginNames asks the built binary which plugins it provides.
+func pluginNames(bin string) ([]string, error) {
+	out, err := exec.Command(bin, "version", "--json").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s version --json: %w", bin, err)
 	}
-	for _, n := range skel.Names() {
-		names[n] = true
+	var info struct {
+		Plugins []string `json:"plugins"`
 	}
-	out := make([]string, 0, len(names))
-	for n := range names {
-		out = append(out, n)
+	if err := json.Unmarshal(out, &info); err != nil || len(info.Plugins) == 0 {
+		return nil, fmt.Errorf("%s version --json: no plugin list in %q", bin, out)
 	}
-	return out
+	return info.Plugins, nil
 }
-
-// PluginNames are the plugins cmd/cnikit links in.
-var PluginNames = []string{"loopback", "bridge", "host-local"}
