@@ -3,7 +3,8 @@
 // Work inside a namespace happens on a dedicated, locked OS thread (Do), so the
 // calling goroutine's thread never changes namespace. Named namespaces live in
 // /run/netns as bind mounts, exactly as iproute2 makes them, so `ip netns`,
-// Podman and cnikit see each other's.
+// Podman and cnikit see each other's; the *In functions use another directory
+// (tests never touch /run/netns).
 package netns
 
 import (
