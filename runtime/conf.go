@@ -22,6 +22,7 @@ type NotFoundError struct {
 	Name string
 }
 
+// Error reads like the reference library's message.
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no net configuration with name %q in %s", e.Name, e.Dir)
 }
@@ -36,6 +37,7 @@ type NoConfigsError struct {
 	Dir string
 }
 
+// Error reads like the reference library's message.
 func (e *NoConfigsError) Error() string {
 	return fmt.Sprintf("no net configurations found in %s", e.Dir)
 }

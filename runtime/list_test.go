@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -551,5 +552,30 @@ func TestPluginNotFound(t *testing.T) {
 	}
 	if filepath.Base(r.bin) != "bin" {
 		t.Fatal("unexpected rig layout")
+	}
+}
+
+func TestAddCancelledKillsPluginAndCachesNothing(t *testing.T) {
+	r := newRig(t, "alpha")
+	r.script("alpha", map[string]behavior{"ADD": {Hold: true}})
+	list := parseList(t, `{"cniVersion":"1.0.0","name":"net1","plugins":[{"type":"alpha"}]}`)
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.rt.Add(ctx, list, testAttachment("c1"))
+		done <- err
+	}()
+	r.waitHeld("c1")
+	cancel()
+	err := <-done
+	var perr *PluginError
+	if !errors.As(err, &perr) || cni.CodeOf(err) != cni.CodeTryAgainLater || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("Add after cancel = %v, want a code-11 PluginError", err)
+	}
+	if ends := len(r.events()) - len(r.calls()); ends != 0 {
+		t.Errorf("the killed plugin finished %d times", ends)
+	}
+	if cached, _ := r.rt.CachedResult(list, testAttachment("c1")); cached != nil {
+		t.Error("a cancelled ADD left a cache entry")
 	}
 }

@@ -25,7 +25,10 @@ import (
 // one process as well as other processes, and die with their holder.
 //
 // A container's lock file is removed after a successful DEL, while it is held,
-// so lock files do not outlive their containers. Removing a lock file that
+// so lock files do not outlive their containers (one whose DEL never comes,
+// against the spec, leaves an empty file behind). Network lock files stay:
+// there is one per network, and removing a file that shared holders rely on
+// would not be safe. Removing a lock file that
 // others may be waiting on is safe because every locker, once it holds the
 // lock, checks that the file it locked is still the one at the path, and
 // starts over when it is not.
