@@ -26,43 +26,46 @@ type BridgeOptions struct {
 // IPv6 router advertisements ignored (accept_ra=0: a container must not be
 // able to steer the host) and the link up. An existing bridge's MTU and VLAN
 // filtering are left as they are. A link of that name that is not a bridge is
-// an error wrapping ErrNotBridge.
-func EnsureBridge(h *netlink.Handle, opts BridgeOptions) (*netlink.Bridge, error) {
+// an error wrapping ErrNotBridge. created reports whether this call made it,
+// so that a failed ADD can take it away again (RemoveBridgeIfUnused).
+func EnsureBridge(h *netlink.Handle, opts BridgeOptions) (br *netlink.Bridge, created bool, err error) {
 	existing, err := h.LinkByName(opts.Name)
 	if err != nil {
 		var notFound netlink.LinkNotFoundError
 		if !errors.As(err, &notFound) {
-			return nil, fmt.Errorf("looking up bridge %q: %w", opts.Name, err)
+			return nil, false, fmt.Errorf("looking up bridge %q: %w", opts.Name, err)
 		}
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: opts.Name, MTU: opts.MTU, TxQLen: -1}}
 		if opts.VlanFiltering {
 			on := true
 			br.VlanFiltering = &on
 		}
-		if err := h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+		err := h.LinkAdd(br)
+		created = err == nil
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			if opts.VlanFiltering && errors.Is(err, unix.EOPNOTSUPP) {
-				return nil, fmt.Errorf("creating bridge %q with VLAN filtering: the kernel lacks it (CONFIG_BRIDGE_VLAN_FILTERING): %w", opts.Name, err)
+				return nil, false, fmt.Errorf("creating bridge %q with VLAN filtering: the kernel lacks it (CONFIG_BRIDGE_VLAN_FILTERING): %w", opts.Name, err)
 			}
-			return nil, fmt.Errorf("creating bridge %q: %w", opts.Name, err)
+			return nil, false, fmt.Errorf("creating bridge %q: %w", opts.Name, err)
 		}
 		if existing, err = h.LinkByName(opts.Name); err != nil {
-			return nil, fmt.Errorf("looking up bridge %q: %w", opts.Name, err)
+			return nil, false, fmt.Errorf("looking up bridge %q: %w", opts.Name, err)
 		}
 		// Pin the MAC now: otherwise the bridge takes the lowest MAC of its
 		// ports and changes it as containers come and go.
 		if mac := existing.Attrs().HardwareAddr; len(mac) > 0 && existing.Type() == "bridge" {
 			if err := h.LinkSetHardwareAddr(existing, mac); err != nil {
-				return nil, fmt.Errorf("pinning the MAC of bridge %q: %w", opts.Name, err)
+				return nil, false, fmt.Errorf("pinning the MAC of bridge %q: %w", opts.Name, err)
 			}
 		}
 	}
 	br, ok := existing.(*netlink.Bridge)
 	if !ok {
-		return nil, fmt.Errorf("%q already exists but is a %s link: %w", opts.Name, existing.Type(), ErrNotBridge)
+		return nil, false, fmt.Errorf("%q already exists but is a %s link: %w", opts.Name, existing.Type(), ErrNotBridge)
 	}
 	if opts.Promisc && br.Promisc == 0 {
 		if err := h.SetPromiscOn(br); err != nil {
-			return nil, fmt.Errorf("setting promisc on bridge %q: %w", opts.Name, err)
+			return nil, false, fmt.Errorf("setting promisc on bridge %q: %w", opts.Name, err)
 		}
 		br.Promisc = 1
 	}
@@ -70,11 +73,27 @@ func EnsureBridge(h *netlink.Handle, opts BridgeOptions) (*netlink.Bridge, error
 	_ = EnsureSysctl("net/ipv6/conf/"+opts.Name+"/accept_ra", "0")
 	if br.Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(br); err != nil {
-			return nil, fmt.Errorf("setting bridge %q up: %w", opts.Name, err)
+			return nil, false, fmt.Errorf("setting bridge %q up: %w", opts.Name, err)
 		}
 		br.Flags |= net.FlagUp
 	}
-	return br, nil
+	return br, created, nil
+}
+
+// RemoveBridgeIfUnused deletes the bridge when no port is attached to it: the
+// undo of an EnsureBridge that created it, for an ADD that failed later. A
+// concurrent ADD that attached its port meanwhile keeps it alive.
+func RemoveBridgeIfUnused(h *netlink.Handle, br *netlink.Bridge) error {
+	links, err := h.LinkList()
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Index {
+			return nil
+		}
+	}
+	return h.LinkDel(br)
 }
 
 // VlanRange is an inclusive range of VLAN IDs.

@@ -33,15 +33,15 @@ func TestBridgeVethAndAddresses(t *testing.T) {
 			return err
 		}
 		defer h.Close()
-		br, err := EnsureBridge(h, BridgeOptions{Name: "br0", MTU: 1450})
-		if err != nil {
-			t.Fatalf("EnsureBridge: %v", err)
+		br, created, err := EnsureBridge(h, BridgeOptions{Name: "br0", MTU: 1450})
+		if err != nil || !created {
+			t.Fatalf("EnsureBridge: created %v, %v", created, err)
 		}
 		if br.MTU != 1450 || br.Flags&net.FlagUp == 0 {
 			t.Errorf("bridge MTU %d flags %v", br.MTU, br.Flags)
 		}
-		if again, err := EnsureBridge(h, BridgeOptions{Name: "br0", MTU: 9000}); err != nil || again.MTU != 1450 {
-			t.Errorf("second EnsureBridge: %v, MTU %d (an existing bridge keeps its MTU)", err, again.MTU)
+		if again, createdAgain, err := EnsureBridge(h, BridgeOptions{Name: "br0", MTU: 9000}); err != nil || again.MTU != 1450 || createdAgain {
+			t.Errorf("second EnsureBridge: %v, MTU %d, created %v (an existing bridge keeps its MTU and is not re-created)", err, again.MTU, createdAgain)
 		}
 
 		opts := VethOptions{ContainerNS: cont.Fd(), ContainerName: "eth0", MTU: 1450}
@@ -56,7 +56,7 @@ func TestBridgeVethAndAddresses(t *testing.T) {
 		if _, err := CreateVeth(h, has, opts); !errors.Is(err, ErrExists) {
 			t.Errorf("second CreateVeth with the same container name: %v, want ErrExists", err)
 		}
-		if _, err := EnsureBridge(h, BridgeOptions{Name: veth.Name}); !errors.Is(err, ErrNotBridge) {
+		if _, _, err := EnsureBridge(h, BridgeOptions{Name: veth.Name}); !errors.Is(err, ErrNotBridge) {
 			t.Errorf("EnsureBridge on a veth: %v, want ErrNotBridge", err)
 		}
 		if err := AttachPort(veth.Index, br.Index); err != nil {

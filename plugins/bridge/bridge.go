@@ -61,13 +61,26 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 	}
 	defer h.Close()
 
+	// From here on, a failure removes what was made, in reverse order.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+
 	pvid, anyVLAN := n.portVLANs()
-	br, err := link.EnsureBridge(h, link.BridgeOptions{Name: n.BrName, MTU: n.MTU, VlanFiltering: anyVLAN, Promisc: n.PromiscMode})
+	br, created, err := link.EnsureBridge(h, link.BridgeOptions{Name: n.BrName, MTU: n.MTU, VlanFiltering: anyVLAN, Promisc: n.PromiscMode})
 	if err != nil {
 		if errors.Is(err, link.ErrNotBridge) {
 			return nil, invalid("%v", err)
 		}
 		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	if created {
+		undo = append(undo, func() { _ = link.RemoveBridgeIfUnused(h, br) })
 	}
 
 	hostVeth, err := link.CreateVeth(h, func(name string) bool { return containerHasLink(containerNS, name) }, link.VethOptions{
@@ -79,16 +92,7 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 		}
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	// From here on, a failure removes what was made: deleting the host end
-	// deletes the pair.
-	var undo []func()
-	defer func() {
-		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
+	// Deleting the host end deletes the pair.
 	undo = append(undo, func() { _ = h.LinkDel(hostVeth) })
 
 	_ = link.SetSysctl("net/ipv6/conf/"+hostVeth.Name+"/accept_ra", "0")
