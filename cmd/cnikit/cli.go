@@ -140,7 +140,7 @@ func (g *globals) loadNetwork(name string) (*cni.ConfigList, error) {
 	var notFound *cniruntime.NotFoundError
 	var noConfigs *cniruntime.NoConfigsError
 	if name == defaultNetworkName && (errors.As(err, &notFound) || errors.As(err, &noConfigs)) {
-		return defaultNetwork()
+		return defaultNetwork(g.cacheDir)
 	}
 	return nil, err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/skel"
@@ -30,6 +31,7 @@ const defaultNetworkConf = `{
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
+        "dataDir": "%DATA_DIR%",
         "ranges": [[{"subnet": "10.77.0.0/16", "gateway": "10.77.0.1"}]]
       }
     }
@@ -37,8 +39,15 @@ const defaultNetworkConf = `{
 }
 `
 
-func defaultNetwork() (*cni.ConfigList, error) {
-	return cni.ParseConfigList([]byte(defaultNetworkConf))
+// defaultNetwork returns the built-in network. Its IPAM state lives beside the
+// result cache: /var/lib/cni/networks by default, as for any host-local
+// network, and inside a private cache dir when one is given.
+func defaultNetwork(cacheDir string) (*cni.ConfigList, error) {
+	return cni.ParseConfigList([]byte(defaultNetworkConfFor(cacheDir)))
+}
+
+func defaultNetworkConfFor(cacheDir string) string {
+	return strings.ReplaceAll(defaultNetworkConf, "%DATA_DIR%", filepath.Join(cacheDir, "networks"))
 }
 
 // ownPluginDirRoot holds links named after every cnikit plugin that point to

@@ -109,7 +109,7 @@ func newNetworksCommand(g *globals) *cobra.Command {
 				views = append(views, networkView{Name: l.Name, CNIVersion: l.CNIVersion, Plugins: pluginTypes(l), Source: g.confDir})
 			}
 			if !haveDefault {
-				l, _ := defaultNetwork()
+				l, _ := defaultNetwork(g.cacheDir)
 				views = append(views, networkView{Name: l.Name, CNIVersion: l.CNIVersion, Plugins: pluginTypes(l), Source: "built-in"})
 			}
 			if g.jsonOut {
@@ -152,7 +152,7 @@ func newInstallCommand(g *globals) *cobra.Command {
 			}
 			out := map[string]any{"binDir": binDir, "plugins": installed}
 			if confDir != "" {
-				path, err := installDefaultConf(confDir, force)
+				path, err := installDefaultConf(confDir, g.cacheDir, force)
 				if err != nil {
 					return err
 				}
@@ -227,7 +227,7 @@ func copyFileAtomic(src, dst string, mode os.FileMode) error {
 	return nil
 }
 
-func installDefaultConf(dir string, force bool) (string, error) {
+func installDefaultConf(dir, cacheDir string, force bool) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -235,7 +235,7 @@ func installDefaultConf(dir string, force bool) (string, error) {
 	if _, err := os.Stat(path); err == nil && !force {
 		return path, nil
 	}
-	return path, os.WriteFile(path, []byte(defaultNetworkConf), 0o644)
+	return path, os.WriteFile(path, []byte(defaultNetworkConfFor(cacheDir)), 0o644)
 }
 
 func newVersionCommand(g *globals) *cobra.Command {
