@@ -72,7 +72,7 @@ func (al *Allocator) Allocate(att Attachment, requested []netip.Addr) ([]Lease, 
 	var leases []Lease
 	fail := func(err error) ([]Lease, error) {
 		for _, l := range leases {
-			al.Store.Release(l.Addr)
+			al.Store.Release(l.Addr, att)
 		}
 		return nil, err
 	}
@@ -206,7 +206,7 @@ func (al *Allocator) Release(att Attachment, known []netip.Addr) error {
 		if !owner.owns(att) && !owner.ownsLegacy(att) {
 			continue
 		}
-		if err := al.Store.Release(a); err != nil {
+		if err := al.Store.Release(a, owner); err != nil {
 			return err
 		}
 		if i := al.setFor(a); i >= 0 {
@@ -235,7 +235,7 @@ func (al *Allocator) Release(att Attachment, known []netip.Addr) error {
 	}
 	var errs []error
 	for _, alloc := range mine {
-		if err := al.Store.remove(alloc.name); err != nil {
+		if err := al.Store.remove(alloc); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -318,7 +318,7 @@ func TestCheck(t *testing.T) {
 		})
 	}
 	// One set released behind our back: the check fails for that set.
-	if err := al.Store.Release(l1[1].Addr); err != nil {
+	if err := al.Store.Release(l1[1].Addr, c1); err != nil {
 		t.Fatal(err)
 	}
 	if err := al.Check(c1, known[:1]); cni.CodeOf(err) != CodeAllocationMissing || !strings.Contains(err.Error(), "ipam.ranges[1]") {
@@ -337,5 +337,75 @@ func TestExhausted(t *testing.T) {
 	ex, err := al.Exhausted()
 	if err != nil || len(ex) != 1 || ex[0].Where != "ipam.ranges[0]" {
 		t.Errorf("got %v %v, want the /30 exhausted", ex, err)
+	}
+}
+
+// TestAllocateReadsOnlyUnlinkedReservations: reservations cnikit made are
+// known from the directory listing (owner links); only those another
+// implementation wrote are opened, so the duplicate check stays complete.
+func TestAllocateReadsOnlyUnlinkedReservations(t *testing.T) {
+	al := newAllocator(t, "10.0.0.0/24")
+	for i := 0; i < 20; i++ {
+		if _, err := al.Allocate(Attachment{fmt.Sprintf("c%d", i), "eth0"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reads := al.Store.ownerReads
+	if _, err := al.Allocate(Attachment{"new", "eth0"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := al.Store.ownerReads - reads; n != 0 {
+		t.Errorf("ADD read %d reservation files, want 0", n)
+	}
+	// As the reference writes it: no owner link.
+	if err := os.WriteFile(filepath.Join(al.Store.Dir(), "10.0.0.200"), []byte("ref\r\neth0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reads = al.Store.ownerReads
+	_, err := al.Allocate(Attachment{"ref", "eth0"}, nil)
+	if cni.CodeOf(err) != CodeDuplicateAllocation {
+		t.Errorf("duplicate of a reference reservation: %v", err)
+	}
+	if n := al.Store.ownerReads - reads; n != 1 {
+		t.Errorf("ADD read %d reservation files, want 1", n)
+	}
+}
+
+// TestOrphanOwnerLinks: a link whose address file was removed (by hand, or by
+// a crash between the two unlinks) or replaced is not believed, and goes.
+func TestOrphanOwnerLinks(t *testing.T) {
+	al := newAllocator(t, "10.0.0.0/24")
+	c1 := Attachment{"c1", "eth0"}
+	l, err := al.Allocate(c1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := al.Store.Dir()
+	ip := l[0].Addr.String()
+	// The address file is removed by hand and re-created by a reference ADD.
+	if err := os.Remove(filepath.Join(dir, ip)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ip), []byte("other\r\neth0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := al.Store.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	allocs, err := al.Store.List(func(netip.Addr) bool { return true })
+	al.Store.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(allocs) != 1 || allocs[0].Owner != (Attachment{"other", "eth0"}) {
+		t.Errorf("List = %+v, want the reference's owner", allocs)
+	}
+	links, _ := filepath.Glob(filepath.Join(dir, ownerPrefix+"*"))
+	if len(links) != 0 {
+		t.Errorf("orphan links left: %v", links)
+	}
+	// c1 holds nothing now: a new ADD is not a duplicate.
+	if _, err := al.Allocate(c1, nil); err != nil {
+		t.Errorf("ADD after the orphan: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package ipam
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,6 +26,7 @@ const (
 	lockFileName       = "lock"
 	lastReservedPrefix = "last_reserved_ip."
 	tempPrefix         = ".cnikit-tmp."
+	ownerPrefix        = ".cnikit-owner:"
 	lineBreak          = "\r\n"
 )
 
@@ -57,24 +60,59 @@ func (o Attachment) String() string {
 // Allocation is one reservation file of a store.
 type Allocation struct {
 	Addr  netip.Addr
-	Owner Attachment // zero unless it was read
+	Owner Attachment // zero unless it was known or read
 	name  string
+	link  string // the owner link, when there is one
+	ino   uint64
+}
+
+// ownerLink names the hard link that records a reservation's owner in the
+// directory listing itself: ".cnikit-owner:<containerID>:<ifname>:<ip>". Both
+// names are one inode, so the link holds the reservation's content: reference
+// plugins see a file of the attachment (their DEL removes it with the address
+// file) whose name is not an address (their lookups skip it). Container IDs
+// and interface names cannot hold ':'; an owner that does, or a name too long,
+// gets no link, and its reservation is read like a reference one.
+func ownerLink(a netip.Addr, att Attachment) (string, bool) {
+	id := strings.TrimSpace(att.ContainerID)
+	name := ownerPrefix + id + ":" + att.IfName + ":" + a.String()
+	if id == "" || att.IfName == "" || strings.ContainsAny(id+att.IfName, ":/\x00") || len(name) > 255 {
+		return "", false
+	}
+	return name, true
+}
+
+// parseOwnerLink decodes an owner link's name.
+func parseOwnerLink(name string) (netip.Addr, Attachment, bool) {
+	parts := strings.SplitN(strings.TrimPrefix(name, ownerPrefix), ":", 3)
+	if len(parts) != 3 {
+		return netip.Addr{}, Attachment{}, false
+	}
+	a, err := netip.ParseAddr(parts[2])
+	if err != nil {
+		return netip.Addr{}, Attachment{}, false
+	}
+	return a, Attachment{ContainerID: parts[0], IfName: parts[1]}, true
 }
 
 // Store is the on-disk state of one network, <dataDir>/<network>/, in the
 // reference host-local format: one file per reserved address named after it
 // and holding "<containerID>\r\n<ifname>", last_reserved_ip.<set> files for
-// round-robin, and a lock file taken with flock(LOCK_EX). All methods except
-// Lock, Unlock, Close and Dir expect the lock to be held, List excepted when
-// owners are not read.
+// round-robin, and a lock file taken with flock(LOCK_EX). cnikit adds an owner
+// link per reservation (see ownerLink), so that a listing of the directory
+// tells who holds what without opening a file. All methods except Lock,
+// Unlock, Close and Dir expect the lock to be held, List excepted when owners
+// are not read.
 type Store struct {
 	dir    string
 	dirFD  int
 	lockFD int
 	locked bool
 	buf    []byte
-	// listings counts directory reads, so tests can tell the O(1) paths work.
-	listings int
+	dirBuf []byte
+	// listings and ownerReads count directory listings and reservation files
+	// read, so tests can tell that the cheap paths stay cheap.
+	listings, ownerReads int
 }
 
 // Open opens the store of network under dataDir (DefaultDataDir when empty),
@@ -162,13 +200,17 @@ func (s *Store) Unlock() error {
 
 // Reserve creates a's reservation for att. It reports false when a is already
 // reserved. The file appears atomically with its full content: it is written
-// and synced under a temporary name, then renamed into place without
-// replacing (link(2) where renameat2 is unsupported).
+// under a temporary name, then renamed into place without replacing (link(2)
+// where renameat2 is unsupported), so a crashed process never leaves an empty
+// or partial reservation. The data is not fsynced: that would cost milliseconds
+// per ADD, and after a power loss, the only case it covers, every container is
+// gone anyway and GC releases whatever the file system kept, empty files
+// included.
 func (s *Store) Reserve(a netip.Addr, att Attachment) (bool, error) {
 	name := a.String()
 	tmp := tempPrefix + name
 	content := strings.TrimSpace(att.ContainerID) + lineBreak + att.IfName
-	if err := s.writeTemp(tmp, content, true); err != nil {
+	if err := s.writeTemp(tmp, content); err != nil {
 		return false, err
 	}
 	err := unix.Renameat2(s.dirFD, tmp, s.dirFD, name, unix.RENAME_NOREPLACE)
@@ -178,7 +220,6 @@ func (s *Store) Reserve(a netip.Addr, att Attachment) (bool, error) {
 	}
 	switch {
 	case err == nil:
-		return true, nil
 	case errors.Is(err, unix.EEXIST):
 		unix.Unlinkat(s.dirFD, tmp, 0)
 		return false, nil
@@ -186,11 +227,19 @@ func (s *Store) Reserve(a netip.Addr, att Attachment) (bool, error) {
 		unix.Unlinkat(s.dirFD, tmp, 0)
 		return false, ioError("reserving "+filepath.Join(s.dir, name), err)
 	}
+	if link, ok := ownerLink(a, att); ok {
+		// Best effort: a reservation without its link is only slower to find.
+		if err := unix.Linkat(s.dirFD, name, s.dirFD, link, 0); errors.Is(err, unix.EEXIST) {
+			unix.Unlinkat(s.dirFD, link, 0) // an orphan from a reservation removed by hand
+			unix.Linkat(s.dirFD, name, s.dirFD, link, 0)
+		}
+	}
+	return true, nil
 }
 
 // writeTemp writes a file that only this lock holder uses. A file already under
 // that name is the leftover of a writer that crashed, and is replaced.
-func (s *Store) writeTemp(name, content string, sync bool) error {
+func (s *Store) writeTemp(name, content string) error {
 	path := filepath.Join(s.dir, name)
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOFOLLOW
 	fd, err := unix.Openat(s.dirFD, name, flags, 0o600)
@@ -206,11 +255,6 @@ func (s *Store) writeTemp(name, content string, sync bool) error {
 		var n int
 		n, err = unix.Write(fd, data)
 		data = data[n:]
-	}
-	if err == nil && sync {
-		// Without it a power loss can leave the renamed file empty (the
-		// reference's empty reservation files, plugins#498).
-		err = unix.Fdatasync(fd)
 	}
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
@@ -229,6 +273,7 @@ func (s *Store) Owner(a netip.Addr) (Attachment, error) {
 }
 
 func (s *Store) readOwner(name string) (Attachment, error) {
+	s.ownerReads++
 	fd, err := unix.Openat(s.dirFD, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -267,47 +312,72 @@ func parseOwner(data []byte) Attachment {
 	return Attachment{ContainerID: text}
 }
 
-// Release deletes a's reservation; a free address is not an error.
-func (s *Store) Release(a netip.Addr) error { return s.remove(a.String()) }
-
-func (s *Store) remove(name string) error {
-	err := unix.Unlinkat(s.dirFD, name, 0)
-	if err == nil || errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	return ioError("releasing "+filepath.Join(s.dir, name), err)
+// Release deletes a's reservation, held by owner; a free address is not an
+// error.
+func (s *Store) Release(a netip.Addr, owner Attachment) error {
+	link, _ := ownerLink(a, owner)
+	return s.remove(Allocation{Addr: a, name: a.String(), link: link})
 }
 
-// List returns every reservation. The owner of each reservation for which
-// readOwner returns true is read too (nil reads none). With the lock held,
-// temporary files left by crashed writers are removed on the way.
+// remove deletes a reservation: the address file first, so that a crash in
+// between leaves an orphan link (cleaned by List), never an unlinked holder.
+func (s *Store) remove(alloc Allocation) error {
+	err := unix.Unlinkat(s.dirFD, alloc.name, 0)
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return ioError("releasing "+filepath.Join(s.dir, alloc.name), err)
+	}
+	if alloc.link != "" {
+		unix.Unlinkat(s.dirFD, alloc.link, 0)
+	}
+	return nil
+}
+
+// List returns every reservation. The owner of a reservation is known from its
+// owner link when it has one; otherwise it is read from the file when
+// readOwner returns true for the address (nil reads none). With the lock held,
+// temporary files and orphan owner links left by crashed writers (or by
+// reservations removed by hand) are removed on the way.
 func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 	s.listings++
-	fd, err := unix.Openat(s.dirFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	entries, err := s.readDir()
 	if err != nil {
 		return nil, ioError("reading "+s.dir, err)
 	}
-	dir := os.NewFile(uintptr(fd), s.dir)
-	names, err := dir.Readdirnames(-1)
-	dir.Close()
-	if err != nil {
-		return nil, ioError("reading "+s.dir, err)
+	type linkInfo struct {
+		name  string
+		owner Attachment
 	}
-	out := make([]Allocation, 0, len(names))
-	for _, name := range names {
-		if strings.HasPrefix(name, tempPrefix) {
+	links := map[linkKey]linkInfo{}
+	var out []Allocation
+	for _, e := range entries {
+		switch {
+		case strings.HasPrefix(e.name, tempPrefix):
 			if s.locked {
-				unix.Unlinkat(s.dirFD, name, 0)
+				unix.Unlinkat(s.dirFD, e.name, 0)
 			}
-			continue
+		case strings.HasPrefix(e.name, ownerPrefix):
+			a, owner, ok := parseOwnerLink(e.name)
+			if ok {
+				links[linkKey{a, e.ino}] = linkInfo{e.name, owner}
+			} else if s.locked {
+				unix.Unlinkat(s.dirFD, e.name, 0)
+			}
+		default:
+			a, err := netip.ParseAddr(e.name)
+			if err != nil || a.Zone() != "" {
+				continue // lock, last_reserved_ip.N, anything else
+			}
+			out = append(out, Allocation{Addr: a.Unmap(), name: e.name, ino: e.ino})
 		}
-		a, err := netip.ParseAddr(name)
-		if err != nil || a.Zone() != "" {
-			continue // lock, last_reserved_ip.N, anything else
-		}
-		alloc := Allocation{Addr: a.Unmap(), name: name}
-		if readOwner != nil && readOwner(alloc.Addr) {
-			alloc.Owner, err = s.readOwner(name)
+	}
+	kept := out[:0]
+	for _, alloc := range out {
+		key := linkKey{alloc.Addr, alloc.ino}
+		if l, ok := links[key]; ok {
+			alloc.Owner, alloc.link = l.owner, l.name
+			delete(links, key)
+		} else if readOwner != nil && readOwner(alloc.Addr) {
+			alloc.Owner, err = s.readOwner(alloc.name)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // released while listing; only possible without the lock
 			}
@@ -315,9 +385,67 @@ func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 				return nil, err
 			}
 		}
-		out = append(out, alloc)
+		kept = append(kept, alloc)
 	}
-	return out, nil
+	if s.locked {
+		for _, l := range links {
+			unix.Unlinkat(s.dirFD, l.name, 0) // its address file is gone or replaced
+		}
+	}
+	return kept, nil
+}
+
+// linkKey pairs an owner link with its address file: same address, same inode.
+type linkKey struct {
+	addr netip.Addr
+	ino  uint64
+}
+
+type dirEntry struct {
+	name string
+	ino  uint64
+}
+
+// readDir lists the store's directory with inode numbers, straight from
+// getdents64: no stat, no sorting.
+func (s *Store) readDir() ([]dirEntry, error) {
+	fd, err := unix.Openat(s.dirFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	if s.dirBuf == nil {
+		s.dirBuf = make([]byte, 64<<10)
+	}
+	var out []dirEntry
+	for {
+		n, err := unix.Getdents(fd, s.dirBuf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		// struct linux_dirent64: ino u64, off s64, reclen u16, type u8, name.
+		for off := 0; off+19 < n; {
+			rec := s.dirBuf[off:n]
+			reclen := int(binary.NativeEndian.Uint16(rec[16:18]))
+			if reclen < 19 || reclen > len(rec) {
+				return nil, fmt.Errorf("malformed directory entry")
+			}
+			name := rec[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if s := string(name); s != "." && s != ".." {
+				out = append(out, dirEntry{name: s, ino: binary.NativeEndian.Uint64(rec[0:8])})
+			}
+			off += reclen
+		}
+	}
 }
 
 // LastReserved returns the address last reserved from range set set, or the
@@ -346,7 +474,7 @@ func (s *Store) LastReserved(set int) netip.Addr {
 func (s *Store) SetLastReserved(set int, a netip.Addr) error {
 	name := lastReservedPrefix + strconv.Itoa(set)
 	tmp := tempPrefix + name
-	if err := s.writeTemp(tmp, a.String(), false); err != nil {
+	if err := s.writeTemp(tmp, a.String()); err != nil {
 		return err
 	}
 	if err := unix.Renameat(s.dirFD, tmp, s.dirFD, name); err != nil {
@@ -378,7 +506,7 @@ func (s *Store) GC(keep []Attachment) ([]netip.Addr, error) {
 		if o.IfName != "" && exact[o] || o.IfName == "" && o.ContainerID != "" && containers[o.ContainerID] {
 			continue
 		}
-		if err := s.remove(alloc.name); err != nil {
+		if err := s.remove(alloc); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -37,7 +38,8 @@ func snapshot(t *testing.T, dir string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines = append(lines, fmt.Sprintf("%s %v %q", e.Name(), info.Mode(), data))
+		links := info.Sys().(*syscall.Stat_t).Nlink
+		lines = append(lines, fmt.Sprintf("%s %v links=%d %q", e.Name(), info.Mode(), links, data))
 	}
 	sort.Strings(lines[1:])
 	return strings.Join(lines, "\n") + "\n"

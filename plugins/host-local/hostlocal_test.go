@@ -99,7 +99,7 @@ func storeFiles(t testing.TB, dataDir string) string {
 	}
 	var parts []string
 	for _, e := range entries {
-		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip.") {
+		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip.") || strings.HasPrefix(e.Name(), ".cnikit-owner:") {
 			continue
 		}
 		data, _ := os.ReadFile(filepath.Join(dataDir, "testnet", e.Name()))

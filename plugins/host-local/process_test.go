@@ -72,6 +72,16 @@ func checkStoreConsistent(t *testing.T, dataDir string) map[string][]string {
 		if name == "lock" || strings.HasPrefix(name, "last_reserved_ip.") {
 			continue
 		}
+		if strings.HasPrefix(name, ".cnikit-owner:") {
+			// An owner link must share its address file's inode.
+			parts := strings.SplitN(name, ":", 4)
+			a, errA := os.Stat(filepath.Join(dir, name))
+			b, errB := os.Stat(filepath.Join(dir, parts[len(parts)-1]))
+			if errA != nil || errB != nil || !os.SameFile(a, b) {
+				t.Errorf("owner link %s does not match its address file", name)
+			}
+			continue
+		}
 		if strings.HasPrefix(name, ".") {
 			t.Errorf("temporary file left: %s", name)
 			continue
