@@ -362,6 +362,9 @@ func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 			} else if s.locked {
 				unix.Unlinkat(s.dirFD, e.name, 0)
 			}
+		case e.typ != unix.DT_REG && e.typ != unix.DT_UNKNOWN:
+			// A directory or device named like an address is no reservation
+			// (the reference skips directories too).
 		default:
 			a, err := netip.ParseAddr(e.name)
 			if err != nil || a.Zone() != "" {
@@ -381,9 +384,8 @@ func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // released while listing; only possible without the lock
 			}
-			if err != nil {
-				return nil, err
-			}
+			// An unreadable reservation (a symlink, say) names nobody; one bad
+			// entry must not stop DEL or GC from cleaning up the rest.
 		}
 		kept = append(kept, alloc)
 	}
@@ -404,6 +406,7 @@ type linkKey struct {
 type dirEntry struct {
 	name string
 	ino  uint64
+	typ  uint8 // DT_* from getdents; DT_UNKNOWN where the file system does not say
 }
 
 // readDir lists the store's directory with inode numbers, straight from
@@ -441,7 +444,7 @@ func (s *Store) readDir() ([]dirEntry, error) {
 				name = name[:i]
 			}
 			if s := string(name); s != "." && s != ".." {
-				out = append(out, dirEntry{name: s, ino: binary.NativeEndian.Uint64(rec[0:8])})
+				out = append(out, dirEntry{name: s, ino: binary.NativeEndian.Uint64(rec[0:8]), typ: rec[18]})
 			}
 			off += reclen
 		}

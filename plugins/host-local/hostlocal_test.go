@@ -362,3 +362,30 @@ func TestOldVersionOneAddressPerFamily(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// TestDelWithPrevResultDoesNotScan: a DEL whose prevResult covers every range
+// set releases those addresses by name and looks no further. A second
+// reservation of the attachment, planted as the reference would write it,
+// shows it: only the scanning DEL (no prevResult) finds and releases it.
+// Entries that are not files (a directory named like an address) disturb
+// neither.
+func TestDelWithPrevResultDoesNotScan(t *testing.T) {
+	dataDir := t.TempDir()
+	stdin := conf(t, "1.0.0", map[string]any{"dataDir": dataDir, "ranges": ranges("10.7.0.0/24", "fd07::/120")}, nil)
+	r1 := mustAdd(t, stdin, "c1")
+	dir := filepath.Join(dataDir, "testnet")
+	if err := os.WriteFile(filepath.Join(dir, "10.7.0.99"), []byte("c1\r\neth0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "10.7.0.200"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, request{verb: "DEL", stdin: withPrev(t, stdin, r1, "1.0.0"), containerID: "c1"})
+	if got := storeFiles(t, dataDir); got != "10.7.0.200= 10.7.0.99=c1/eth0" {
+		t.Errorf("after DEL with prevResult: %s", got)
+	}
+	mustSucceed(t, request{verb: "DEL", stdin: stdin, containerID: "c1"})
+	if got := storeFiles(t, dataDir); got != "10.7.0.200=" {
+		t.Errorf("after DEL without prevResult: %s", got)
+	}
+}
