@@ -13,7 +13,7 @@ export PATH="/usr/local/go/bin:$PATH"
 
 ./scripts/setup.sh
 echo "== building cnikit"
-go build -o bin/cnikit ./cmd/cnikit
+./scripts/build.sh bin/cnikit
 cnikit=$PWD/bin/cnikit
 
 host=cnikit-demo-host

@@ -102,7 +102,7 @@ func buildCnikit() (string, error) {
 		return "", err
 	}
 	os.Chmod(dir, 0o755)
-	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "cnikit"), "./cmd/cnikit").CombinedOutput()
+	out, err := exec.Command("./scripts/build.sh", filepath.Join(dir, "cnikit")).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("building cnikit: %v\n%s", err, out)
 	}

@@ -38,6 +38,8 @@ func BinDir(t testing.TB) string {
 		bin := filepath.Join(buildDir, "cnikit")
 		cmd := exec.Command("go", "build", "-o", bin, "github.com/cnikit/cnikit/cmd/cnikit")
 		cmd.Dir = moduleRoot()
+		// Static, as scripts/build.sh builds it: no dynamic loader at exec.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{err: err, out: string(out)}
