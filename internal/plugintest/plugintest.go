@@ -24,9 +24,16 @@ var (
 // reference plugins.
 const ReferenceDir = "/usr/lib/cni"
 
+// PrebuiltEnv names the environment variable that points at a directory
+// holding a cnikit binary built beforehand (e.g. by scripts/guest-test.sh for
+// a QEMU guest, where the go tool is unavailable). When it is set, BinDir
+// links that binary instead of building one.
+const PrebuiltEnv = "CNIKIT_BIN_DIR"
+
 // BinDir returns a directory holding the cnikit binary and one link per plugin
-// name (bridge, host-local, ...), built on first use and removed when the test
-// process exits (the directory is in the OS temp dir).
+// name (bridge, host-local, ...), built on first use (or linked to the binary
+// in $CNIKIT_BIN_DIR) and removed when the test process exits (the directory
+// is in the OS temp dir).
 func BinDir(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -36,13 +43,12 @@ func BinDir(t testing.TB) string {
 		}
 		os.Chmod(buildDir, 0o755)
 		bin := filepath.Join(buildDir, "cnikit")
-		cmd := exec.Command("go", "build", "-o", bin, "github.com/cnikit/cnikit/cmd/cnikit")
-		cmd.Dir = moduleRoot()
-		// Static, as scripts/build.sh builds it: no dynamic loader at exec.
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = &buildError{err: err, out: string(out)}
+		if dir := os.Getenv(PrebuiltEnv); dir != "" {
+			buildErr = linkPrebuilt(dir, bin)
+		} else {
+			buildErr = build(bin)
+		}
+		if buildErr != nil {
 			return
 		}
 		names, err := pluginNames(bin)
@@ -72,6 +78,34 @@ func RequireReference(t testing.TB) {
 	if _, err := os.Stat(filepath.Join(ReferenceDir, "bridge")); err != nil {
 		t.Skipf("reference plugins not installed in %s (apt-get install containernetworking-plugins)", ReferenceDir)
 	}
+}
+
+// build compiles cmd/cnikit into bin.
+func build(bin string) error {
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/cnikit/cnikit/cmd/cnikit")
+	cmd.Dir = moduleRoot()
+	// Static, as scripts/build.sh builds it: no dynamic loader at exec.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return &buildError{err: err, out: string(out)}
+	}
+	return nil
+}
+
+// linkPrebuilt makes bin a link to the cnikit binary in dir.
+func linkPrebuilt(dir, bin string) error {
+	prebuilt, err := filepath.Abs(filepath.Join(dir, "cnikit"))
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(prebuilt)
+	if err != nil {
+		return fmt.Errorf("%s=%s: %w", PrebuiltEnv, dir, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s=%s: %s is not a regular file", PrebuiltEnv, dir, prebuilt)
+	}
+	return os.Symlink(prebuilt, bin)
 }
 
 type buildError struct {
