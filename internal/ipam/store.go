@@ -347,8 +347,8 @@ func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 		name  string
 		owner Attachment
 	}
-	links := map[linkKey]linkInfo{}
-	var out []Allocation
+	links := make(map[linkKey]linkInfo, len(entries)/2)
+	out := make([]Allocation, 0, len(entries)/2+1)
 	for _, e := range entries {
 		switch {
 		case strings.HasPrefix(e.name, tempPrefix):
