@@ -120,6 +120,14 @@ func (al *Allocator) Allocate(att Attachment, requested []netip.Addr) ([]Lease, 
 	return leases, nil
 }
 
+// CheckRequested reports the errors Allocate would find in requested without
+// looking at the store (code 7), so that a caller can refuse a bad request
+// before creating anything.
+func (al *Allocator) CheckRequested(requested []netip.Addr) error {
+	_, err := al.placeRequested(requested)
+	return err
+}
+
 // placeRequested assigns each requested address to its range set, checking
 // everything that can be checked without the store.
 func (al *Allocator) placeRequested(requested []netip.Addr) ([]netip.Addr, error) {

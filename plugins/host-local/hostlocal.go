@@ -58,12 +58,14 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 			return nil, err
 		}
 	}
-	store, err := ipam.Open(conf.DataDir, conf.Name)
-	if err != nil {
+	al := ipam.Allocator{Sets: conf.Sets}
+	if err := al.CheckRequested(conf.Requested); err != nil {
 		return nil, err
 	}
-	defer store.Close()
-	al := ipam.Allocator{Store: store, Sets: conf.Sets}
+	if al.Store, err = ipam.Open(conf.DataDir, conf.Name); err != nil {
+		return nil, err
+	}
+	defer al.Store.Close()
 	leases, err := al.Allocate(attachment(args), conf.Requested)
 	if err != nil {
 		return nil, err

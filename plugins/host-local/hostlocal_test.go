@@ -173,6 +173,17 @@ func TestAddDelRoundTrip(t *testing.T) {
 	}
 }
 
+func TestBadRequestCreatesNoStore(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	stdin := conf(t, "1.0.0", map[string]any{"dataDir": dataDir, "ranges": ranges("10.7.0.0/29")}, nil)
+	if _, err := run(t, request{verb: "ADD", stdin: stdin, containerID: "c1", cniArgs: "IP=10.7.0.1"}); err == nil || err.Code != cni.CodeInvalidNetworkConfig {
+		t.Fatalf("requesting the gateway: %v", err)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("a refused ADD created the data directory")
+	}
+}
+
 func TestDelWithoutStore(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "never-created")
 	stdin := conf(t, "1.0.0", map[string]any{"dataDir": dataDir, "ranges": ranges("10.7.0.0/29")}, nil)
