@@ -142,13 +142,16 @@ func newDetachCommand(g *globals) *cobra.Command {
 			if (pid > 0) == (id != "") {
 				return fmt.Errorf("give exactly one of --pid and --id")
 			}
+			fallbackNetns := ""
 			if pid > 0 {
 				var err error
 				if id, err = pidContainerID(pid); err != nil {
 					return fmt.Errorf("%w (when the process is gone, use --id with the ID from cnikit ls)", err)
 				}
+				// The ID names the namespace's inode: this path is the same namespace.
+				fallbackNetns = fmt.Sprintf("/proc/%d/ns/net", pid)
 			}
-			return detachContainer(cmd.Context(), g, id, networks)
+			return detachContainer(cmd.Context(), g, id, networks, fallbackNetns)
 		},
 	}
 	cmd.Flags().IntVar(&pid, "pid", 0, "process given to attach --pid")
@@ -158,8 +161,10 @@ func newDetachCommand(g *globals) *cobra.Command {
 }
 
 // detachContainer deletes every cached attachment of the container (or those on
-// the given networks) and unpins its namespace when nothing is left.
-func detachContainer(ctx context.Context, g *globals, id string, networks []string) error {
+// the given networks) and unpins its namespace when nothing is left. When the
+// pinned namespace is gone (someone unmounted it) but the process lives,
+// fallbackNetns reaches the same namespace.
+func detachContainer(ctx context.Context, g *globals, id string, networks []string, fallbackNetns string) error {
 	if err := cni.ValidateContainerID(id); err != nil {
 		return err
 	}
@@ -192,6 +197,9 @@ func detachContainer(ctx context.Context, g *globals, id string, networks []stri
 			Args: c.Args, CapabilityArgs: c.CapabilityArgs}
 		if !netnsAlive(att.Netns) {
 			att.Netns = "" // gone: plugins clean up what they can without it
+			if netnsAlive(fallbackNetns) {
+				att.Netns = fallbackNetns
+			}
 		}
 		dctx, cancel := context.WithTimeout(ctx, g.timeout)
 		if err := rt.Del(dctx, list, att); err != nil {
