@@ -29,7 +29,11 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/netns"
+	_ "github.com/cnikit/cnikit/plugins/bridge"
+	_ "github.com/cnikit/cnikit/plugins/host-local"
+	_ "github.com/cnikit/cnikit/plugins/loopback"
 	cniruntime "github.com/cnikit/cnikit/runtime"
+	"github.com/cnikit/cnikit/skel"
 )
 
 // chains are the network configurations measured. The reference plugins of
@@ -55,6 +59,12 @@ type measurement struct {
 }
 
 func main() {
+	// Run under a plugin's name, this program is that plugin, as cnikit is: the
+	// "in-process" rows link the plugins to this very executable, so that the
+	// runtime library may serve them without starting a process.
+	if p, ok := skel.Lookup(filepath.Base(os.Args[0])); ok {
+		skel.Main(p)
+	}
 	n := flag.Int("n", 100, "containers per implementation and chain")
 	cnikitDir := flag.String("cnikit", "", "directory of cnikit plugin links (default: build and link ./cmd/cnikit)")
 	refDir := flag.String("reference", "/usr/lib/cni", "directory of the reference plugins")
@@ -81,7 +91,17 @@ func main() {
 		}
 		defer os.RemoveAll(dir)
 	}
-	impls := []struct{ name, dir string }{{"reference", *refDir}, {"cnikit", dir}}
+	selfDir, err := linkSelf()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cnibench:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(selfDir)
+	impls := []struct{ name, dir string }{
+		{"reference", *refDir},
+		{"cnikit", dir},
+		{"cnikit in-process", selfDir},
+	}
 	var results []measurement
 	for _, chain := range strings.Split(*chainList, ",") {
 		for _, impl := range impls {
@@ -108,6 +128,25 @@ func buildCnikit() (string, error) {
 	}
 	for _, name := range []string{"bridge", "host-local", "loopback"} {
 		if err := os.Symlink("cnikit", filepath.Join(dir, name)); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// linkSelf makes a plugin directory of links to this executable.
+func linkSelf() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "cnibench-self-")
+	if err != nil {
+		return "", err
+	}
+	os.Chmod(dir, 0o755)
+	for _, name := range skel.Names() {
+		if err := os.Symlink(self, filepath.Join(dir, name)); err != nil {
 			return "", err
 		}
 	}
@@ -170,7 +209,8 @@ func runSandboxed(spec string, n int) {
 	conf = strings.ReplaceAll(conf, "%DATA%", filepath.Join(tmp, "ipam"))
 	list, err := cni.ParseConfigList([]byte(conf))
 	must(err)
-	rt := cniruntime.New(cniruntime.Config{Path: []string{dir}, CacheDir: filepath.Join(tmp, "cache")})
+	rt := cniruntime.New(cniruntime.Config{Path: []string{dir}, CacheDir: filepath.Join(tmp, "cache"),
+		InProcess: strings.HasSuffix(impl, "in-process")})
 
 	m := measurement{Impl: impl, Chain: chain, Errors: []string{}}
 	paths := make([]string, n)
@@ -242,10 +282,12 @@ func report(results []measurement, n int, markdown bool) {
 	fmt.Println()
 	for chain, impls := range byChain {
 		ref, okR := impls["reference"]
-		ck, okC := impls["cnikit"]
-		if okR && okC {
-			fmt.Printf("%s: cnikit ADD p50 = %.2f× reference, DEL p50 = %.2f× reference\n", chain,
-				percentile(ck.Add, .5)/percentile(ref.Add, .5), percentile(ck.Del, .5)/percentile(ref.Del, .5))
+		for _, name := range []string{"cnikit", "cnikit in-process"} {
+			ck, okC := impls[name]
+			if okR && okC {
+				fmt.Printf("%s: %s ADD p50 = %.2f× reference, DEL p50 = %.2f× reference\n", chain, name,
+					percentile(ck.Add, .5)/percentile(ref.Add, .5), percentile(ck.Del, .5)/percentile(ref.Del, .5))
+			}
 		}
 		for impl, m := range impls {
 			for i, e := range m.Errors {
