@@ -88,7 +88,13 @@ func (h *harness) cnikit(args ...string) result {
 // namespace with the given CNI_* environment and stdin.
 func (h *harness) plugin(name string, env map[string]string, stdin []byte) result {
 	h.t.Helper()
-	cmd := exec.Command(filepath.Join(h.binDir, name))
+	return h.pluginAt(filepath.Join(h.binDir, name), env, stdin)
+}
+
+// pluginAt is plugin with the binary's path given.
+func (h *harness) pluginAt(path string, env map[string]string, stdin []byte) result {
+	h.t.Helper()
+	cmd := exec.Command(path)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
