@@ -472,17 +472,32 @@ func (s *Store) LastReserved(set int) netip.Addr {
 	return a
 }
 
-// SetLastReserved records a as the address last reserved from range set set,
-// atomically (written under a temporary name, then renamed over the old file).
+// SetLastReserved records a as the address last reserved from range set set.
+// The file is overwritten in place (write, then truncate to the new length)
+// rather than replaced by a rename: replacing a file by rename makes ext4 flush
+// the new data to disk at once, a cost paid on every ADD for what is only a
+// hint. A torn value after a crash reads as no hint, and round-robin starts
+// over, exactly as for a missing file.
 func (s *Store) SetLastReserved(set int, a netip.Addr) error {
 	name := lastReservedPrefix + strconv.Itoa(set)
-	tmp := tempPrefix + name
-	if err := s.writeTemp(tmp, a.String()); err != nil {
-		return err
+	path := filepath.Join(s.dir, name)
+	fd, err := unix.Openat(s.dirFD, name, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return ioError("opening "+path, err)
 	}
-	if err := unix.Renameat(s.dirFD, tmp, s.dirFD, name); err != nil {
-		unix.Unlinkat(s.dirFD, tmp, 0)
-		return ioError("writing "+filepath.Join(s.dir, name), err)
+	data := []byte(a.String())
+	n, err := unix.Pwrite(fd, data, 0)
+	if err == nil && n != len(data) {
+		err = unix.EIO
+	}
+	if err == nil {
+		err = unix.Ftruncate(fd, int64(len(data)))
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return ioError("writing "+path, err)
 	}
 	return nil
 }
