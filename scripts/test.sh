@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: setup, vet, every test (unit, privileged
-# in throw-away network namespaces, end-to-end with the built binary), then a
+# in throw-away network namespaces, end-to-end with the built binary), the
+# interop module (the reference library and plugins, real runtimes), then a
 # short run of each fuzz target. Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 go vet ./...
 go test -count=1 -timeout 20m ./...
+(cd test/interop && go vet ./... && go test -count=1 -timeout 20m ./...)
 FUZZTIME="${FUZZTIME:-10s}" ./scripts/fuzz.sh
