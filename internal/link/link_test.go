@@ -2,6 +2,7 @@ package link
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -115,6 +116,82 @@ func TestBridgeVethAndAddresses(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("no route via the gateway: %v", routes)
+		}
+		return nil
+	})
+}
+
+func TestGatewayVeth(t *testing.T) {
+	host := nstest.New(t)
+	on := true
+	probe := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vlanprobe"}, VlanFiltering: &on}
+	if err := host.Handle().LinkAdd(probe); err != nil {
+		t.Skipf("kernel lacks bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING): %v; scripts/guest-test.sh runs this in a QEMU guest", err)
+	}
+	// fn runs on another goroutine: it reports with t.Errorf and returns
+	// what must stop the test.
+	host.Do(func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		br, _, err := EnsureBridge(h, BridgeOptions{Name: "br0", VlanFiltering: true})
+		if err != nil {
+			return err
+		}
+		port := PortOptions{PVID: 100, DropDefaultPVID: 1}
+		gw, err := EnsureGatewayVeth(h, "br0.100", br.Index, 1400, port)
+		if err != nil {
+			return fmt.Errorf("EnsureGatewayVeth: %w", err)
+		}
+		if gw.Type() != "veth" || gw.Attrs().MTU != 1400 {
+			t.Errorf("gateway %s: type %s MTU %d", gw.Attrs().Name, gw.Type(), gw.Attrs().MTU)
+		}
+		if gw, err = h.LinkByName("br0.100"); err != nil || gw.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("gateway is not up: %v", err)
+		}
+		peer, err := h.LinkByIndex(gw.Attrs().ParentIndex)
+		if err != nil {
+			return err
+		}
+		if peer.Attrs().MasterIndex != br.Index || peer.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("peer %s: master %d (bridge %d), flags %v", peer.Attrs().Name, peer.Attrs().MasterIndex, br.Index, peer.Attrs().Flags)
+		}
+		vlans, err := h.BridgeVlanList()
+		if err != nil {
+			return err
+		}
+		got := vlans[int32(peer.Attrs().Index)]
+		if len(got) != 1 || got[0].Vid != 100 || !got[0].PortVID() || !got[0].EngressUntag() {
+			t.Errorf("peer VLANs %v, want only 100 as PVID, untagged", got)
+		}
+		for _, name := range []string{"br0.100", peer.Attrs().Name} {
+			if v, _ := Sysctl("net/ipv6/conf/" + name + "/accept_ra"); v != "0" {
+				t.Errorf("%s accept_ra=%q, want 0", name, v)
+			}
+		}
+
+		again, err := EnsureGatewayVeth(h, "br0.100", br.Index, 1400, port)
+		if err != nil {
+			t.Errorf("second EnsureGatewayVeth: %v", err)
+		} else if again.Attrs().Index != gw.Attrs().Index {
+			t.Errorf("second EnsureGatewayVeth returned link %d, want the existing %d", again.Attrs().Index, gw.Attrs().Index)
+		}
+
+		// A master that is no bridge: the pair must not stay behind, cut off.
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "notabridge"}, PeerName: "notabridgep"}); err != nil {
+			return err
+		}
+		notBridge, err := h.LinkByName("notabridge")
+		if err != nil {
+			return err
+		}
+		if _, err := EnsureGatewayVeth(h, "bad.100", notBridge.Attrs().Index, 0, port); err == nil {
+			t.Error("EnsureGatewayVeth with a veth as master succeeded")
+		}
+		if _, err := h.LinkByName("bad.100"); err == nil {
+			t.Error("a gateway interface that could not be attached was left behind")
 		}
 		return nil
 	})

@@ -123,18 +123,16 @@ func WaitOperUp(h *netlink.Handle, index int, timeout time.Duration) (netlink.Li
 }
 
 // EnsureGatewayVeth returns the host interface named name (e.g. "cni0.100")
-// that carries a VLAN's gateway address: a veth pair whose other end is a port
-// of the bridge at master with pvid as untagged native VLAN (the bridge's
-// defaultPVID is removed from that port). Both ends stay in the host. It is
-// created, attached and set up when missing.
-func EnsureGatewayVeth(h *netlink.Handle, name string, master int, pvid, defaultPVID uint16, mtu int) (netlink.Link, error) {
+// that carries a VLAN's gateway address: a veth pair whose other end is a
+// port of the bridge at master with the given port settings (typically the
+// VLAN as untagged native VLAN). Both ends stay in the host; both ignore IPv6
+// router advertisements, since containers can send them. It is created,
+// attached and set up when missing; an existing one is only set up. A pair
+// this call made but could not attach is removed again, so that a later call
+// does not find a gateway interface cut off from its bridge.
+func EnsureGatewayVeth(h *netlink.Handle, name string, master, mtu int, port PortOptions) (netlink.Link, error) {
 	if link, err := h.LinkByName(name); err == nil {
-		if link.Attrs().Flags&net.FlagUp == 0 {
-			if err := h.LinkSetUp(link); err != nil {
-				return nil, fmt.Errorf("setting %q up: %w", name, err)
-			}
-		}
-		return link, nil
+		return link, setUpGateway(h, link)
 	}
 	peer, err := RandomName("veth")
 	if err != nil {
@@ -144,27 +142,51 @@ func EnsureGatewayVeth(h *netlink.Handle, name string, master int, pvid, default
 	if mtu > 0 {
 		veth.PeerMTU = uint32(mtu)
 	}
-	if err := h.LinkAdd(veth); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := h.LinkAdd(veth); err != nil {
+		// EEXIST: a concurrent ADD created it and attaches its own peer.
+		if link, lerr := h.LinkByName(name); errors.Is(err, unix.EEXIST) && lerr == nil {
+			return link, setUpGateway(h, link)
+		}
 		return nil, fmt.Errorf("creating gateway interface %q: %w", name, err)
 	}
-	peerLink, err := h.LinkByName(peer)
-	if err == nil {
-		_ = EnsureSysctl("net/ipv6/conf/"+peer+"/accept_ra", "0")
-		if err = AttachPort(peerLink.Attrs().Index, master); err == nil {
-			err = ConfigurePort(peerLink.Attrs().Index, PortOptions{PVID: pvid, DropDefaultPVID: defaultPVID})
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("attaching gateway interface %q to its bridge: %w", name, err)
-	}
 	link, err := h.LinkByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("looking up %q: %w", name, err)
+	if err == nil {
+		err = attachGatewayPeer(h, peer, master, port)
 	}
-	if err := h.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("setting %q up: %w", name, err)
+	if err == nil {
+		err = setUpGateway(h, link)
+	}
+	if err != nil {
+		_ = DeleteByName(h, name)
+		return nil, fmt.Errorf("gateway interface %q: %w", name, err)
 	}
 	return link, nil
+}
+
+// attachGatewayPeer makes the gateway veth's peer a port of the bridge.
+func attachGatewayPeer(h *netlink.Handle, peer string, master int, port PortOptions) error {
+	peerLink, err := h.LinkByName(peer)
+	if err != nil {
+		return fmt.Errorf("looking up its peer %q: %w", peer, err)
+	}
+	_ = EnsureSysctl("net/ipv6/conf/"+peer+"/accept_ra", "0")
+	if err := AttachPort(peerLink.Attrs().Index, master); err != nil {
+		return err
+	}
+	return ConfigurePort(peerLink.Attrs().Index, port)
+}
+
+// setUpGateway sets a gateway interface up, ignoring router advertisements
+// (ignored when IPv6 is disabled: there is no setting to write then).
+func setUpGateway(h *netlink.Handle, link netlink.Link) error {
+	_ = EnsureSysctl("net/ipv6/conf/"+link.Attrs().Name+"/accept_ra", "0")
+	if link.Attrs().Flags&net.FlagUp != 0 {
+		return nil
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("setting %q up: %w", link.Attrs().Name, err)
+	}
+	return nil
 }
 
 // DeleteByName deletes the named link; a missing link is not an error.
