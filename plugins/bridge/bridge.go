@@ -71,8 +71,7 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 		}
 	}()
 
-	pvid, anyVLAN := n.portVLANs()
-	br, created, err := link.EnsureBridge(h, link.BridgeOptions{Name: n.BrName, MTU: n.MTU, VlanFiltering: anyVLAN, Promisc: n.PromiscMode})
+	br, created, err := link.EnsureBridge(h, link.BridgeOptions{Name: n.BrName, MTU: n.MTU, VlanFiltering: n.usesVLANs(), Promisc: n.PromiscMode})
 	if err != nil {
 		if errors.Is(err, link.ErrNotBridge) {
 			return nil, invalid("%v", err)
@@ -99,10 +98,8 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 	if err = link.AttachPort(hostVeth.Index, br.Index); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	port := link.PortOptions{Hairpin: n.HairpinMode, Isolated: n.PortIsolation, PVID: pvid, Trunk: n.trunk}
-	if anyVLAN && !n.PreserveDefaultVlan {
-		port.DropDefaultPVID = defaultPVID(br)
-	}
+	port := n.portOptions(br)
+	port.Hairpin, port.Isolated = n.HairpinMode, n.PortIsolation
 	if err = link.ConfigurePort(hostVeth.Index, port); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
@@ -164,8 +161,14 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 		}
 	}
 
+	// A bridge this plugin did not create may not have its MAC pinned: it
+	// then took the lowest MAC of its ports when ours joined.
+	brMAC := br.HardwareAddr
+	if now, lerr := h.LinkByIndex(br.Index); lerr == nil {
+		brMAC = now.Attrs().HardwareAddr
+	}
 	result.Interfaces = []*cni.Interface{
-		{Name: br.Name, Mac: br.HardwareAddr.String()},
+		{Name: br.Name, Mac: brMAC.String()},
 		{Name: hostLink.Attrs().Name, Mac: hostLink.Attrs().HardwareAddr.String()},
 		{Name: args.IfName, Mac: contLink.Attrs().HardwareAddr.String(), Sandbox: args.Netns},
 	}
@@ -175,12 +178,20 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 	return result, nil
 }
 
-// defaultPVID is the VLAN the bridge gives new ports (1 unless changed).
-func defaultPVID(br *netlink.Bridge) uint16 {
-	if br.VlanDefaultPVID != nil {
-		return *br.VlanDefaultPVID
+// portOptions are the VLAN settings of a port the plugin adds to br: vlan
+// as untagged native VLAN, vlanTrunk tagged, and the VLAN the bridge gave
+// the new port (its default PVID, normally 1) removed first unless
+// preserveDefaultVlan. As in the reference, a trunk-only port has no native
+// VLAN of its own: it keeps the default one, or none.
+func (n *conf) portOptions(br *netlink.Bridge) link.PortOptions {
+	port := link.PortOptions{PVID: uint16(n.Vlan), Trunk: n.trunk}
+	if n.usesVLANs() && !n.PreserveDefaultVlan {
+		port.DropDefaultPVID = 1
+		if br.VlanDefaultPVID != nil {
+			port.DropDefaultPVID = *br.VlanDefaultPVID
+		}
 	}
-	return 1
+	return port
 }
 
 // applyGateways fills in missing gateways (the subnet's first address, when
@@ -245,8 +256,10 @@ func (n *conf) setupGateways(h *netlink.Handle, br *netlink.Bridge, gateways []*
 	var target netlink.Link = br
 	var gwIface netlink.Link
 	if n.Vlan != 0 && len(gateways) > 0 {
+		// Its port is set up as a container's would be; its MTU follows
+		// the bridge's, which may predate this configuration.
 		name := fmt.Sprintf("%s.%d", n.BrName, n.Vlan)
-		l, err := link.EnsureGatewayVeth(h, name, br.Index, uint16(n.Vlan), defaultPVID(br), n.MTU)
+		l, err := link.EnsureGatewayVeth(h, name, br.Index, br.MTU, n.portOptions(br))
 		if err != nil {
 			return nil, fmt.Errorf("bridge: %w", err)
 		}

@@ -2,12 +2,11 @@ package bridge
 
 import (
 	"net"
+	"regexp"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
@@ -19,25 +18,9 @@ type keyCase struct {
 	subnets []string
 	extra   map[string]any
 	cniArgs string
-	// vlanFiltering marks cases the kernel's bridge VLAN filtering serves.
-	vlanFiltering bool
 	// before prepares the host namespace.
 	before func(t *testing.T, e *env)
 	verify func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS)
-}
-
-func portVlans(t *testing.T, e *env, port string) map[uint16]uint16 {
-	t.Helper()
-	l := e.hostLink(port)
-	all, err := e.host.Handle().BridgeVlanList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[uint16]uint16{}
-	for _, v := range all[int32(l.Attrs().Index)] {
-		out[v.Vid] = v.Flags
-	}
-	return out
 }
 
 func protinfo(t *testing.T, e *env, port string) netlink.Protinfo {
@@ -48,8 +31,6 @@ func protinfo(t *testing.T, e *env, port string) netlink.Protinfo {
 	}
 	return p
 }
-
-const pvidUntagged = nl.BRIDGE_VLAN_INFO_PVID | nl.BRIDGE_VLAN_INFO_UNTAGGED
 
 var keyCases = []keyCase{
 	{
@@ -128,47 +109,20 @@ var keyCases = []keyCase{
 		},
 	},
 	{
-		name: "vlan", vlanFiltering: true, subnets: []string{"10.10.9.0/24"}, extra: map[string]any{"vlan": 100},
-		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			br := e.hostLink("cni0").(*netlink.Bridge)
-			mustf(t, br.VlanFiltering != nil && *br.VlanFiltering, "vlan_filtering off")
-			v := portVlans(t, e, res.Interfaces[1].Name)
-			mustf(t, len(v) == 1 && v[100] == pvidUntagged, "port VLANs %v", v)
+		name: "existing bridge", subnets: []string{"10.10.25.0/24"},
+		before: func(t *testing.T, e *env) {
+			// Its MAC is not pinned: it follows the lowest MAC of its ports.
+			e.host.MustRun("ip", "link", "add", "cni0", "type", "bridge")
 		},
-	},
-	{
-		name: "vlan with isGateway", vlanFiltering: true, subnets: []string{"10.10.10.0/24"}, extra: map[string]any{"vlan": 200, "isGateway": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			gw := e.hostLink("cni0.200")
-			addrs, _ := e.host.Handle().AddrList(gw, netlink.FAMILY_V4)
-			mustf(t, len(addrs) == 1 && addrs[0].IPNet.String() == "10.10.10.1/24", "cni0.200 addresses %v", addrs)
-			mustf(t, len(res.Interfaces) == 4 && res.Interfaces[3].Name == "cni0.200", "result interfaces %+v", res.Interfaces)
-			mustf(t, cont.Ping("10.10.10.1") == nil, "VLAN gateway unreachable")
-		},
-	},
-	{
-		name: "vlanTrunk", vlanFiltering: true, subnets: []string{"10.10.11.0/24"},
-		extra: map[string]any{"vlanTrunk": []map[string]int{{"id": 101}, {"minID": 200, "maxID": 202}}},
-		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			v := portVlans(t, e, res.Interfaces[1].Name)
-			want := map[uint16]uint16{1: pvidUntagged, 101: 0, 200: 0, 201: 0, 202: 0}
-			for vid, flags := range want {
-				got, ok := v[vid]
-				mustf(t, ok && got&pvidUntagged == flags, "VLAN %d: present %v flags %#x, want %#x (all: %v)", vid, ok, got, flags, v)
-			}
-		},
-	},
-	{
-		name: "preserveDefaultVlan", vlanFiltering: true, subnets: []string{"10.10.12.0/24"}, extra: map[string]any{"vlan": 300, "preserveDefaultVlan": true},
-		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			v := portVlans(t, e, res.Interfaces[1].Name)
-			_, kept := v[1]
-			mustf(t, kept && v[300] == pvidUntagged, "port VLANs %v", v)
+			br := e.hostLink("cni0")
+			mustf(t, res.Interfaces[0].Mac == br.Attrs().HardwareAddr.String(), "result says bridge MAC %s, bridge has %s", res.Interfaces[0].Mac, br.Attrs().HardwareAddr)
 		},
 	},
 	{
 		name: "macspoofchk", subnets: []string{"10.10.13.0/24"}, extra: map[string]any{"macspoofchk": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
+			requireTool(t, "nft")
 			_, spoof := e.nftElements()
 			mustf(t, len(spoof) == 1 && spoof[0].Port == res.Interfaces[1].Name, "spoof elements %+v", spoof)
 			out := e.host.MustRun("nft", "list", "table", "bridge", "cnikit")
@@ -278,43 +232,37 @@ var keyCases = []keyCase{
 func TestKeys(t *testing.T) {
 	nstest.RequireRoot(t)
 	for _, tc := range keyCases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			if tc.vlanFiltering {
-				requireVlanFiltering(t, e)
-			}
-			cont := nstest.New(t)
-			if tc.before != nil {
-				tc.before(t, e)
-			}
-			conf := e.conf("net-"+strings.NewReplacer(" ", "-", "_", "-").Replace(tc.name), tc.subnets, tc.extra)
-			c := call{conf: conf, netns: cont.Path(), cniArgs: tc.cniArgs}
-			res, raw := e.mustAdd(c)
-			tc.verify(t, e, res, cont)
-
-			withPrev := withPrevResult(t, conf, raw)
-			e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path(), cniArgs: tc.cniArgs})
-			for i := range 2 {
-				e.mustRun(call{verb: "DEL", conf: withPrev, netns: cont.Path(), cniArgs: tc.cniArgs})
-				if _, err := cont.Handle().LinkByName("eth0"); err == nil {
-					t.Errorf("DEL %d: container interface still there", i+1)
-				}
-				for _, name := range e.hostLinks() {
-					mustf(t, name != res.Interfaces[1].Name, "DEL %d: host end %s still there", i+1, name)
-				}
-				masq, spoof := e.nftElements()
-				mustf(t, len(masq) == 0 && len(spoof) == 0, "DEL %d: nftables elements left: %+v %+v", i+1, masq, spoof)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runKeyCase(t, newEnv(t), tc) })
 	}
 }
 
-// requireVlanFiltering skips when the kernel has no bridge VLAN filtering
-// (CONFIG_BRIDGE_VLAN_FILTERING); those cases need a kernel that has it.
-func requireVlanFiltering(t *testing.T, e *env) {
+// notInNetworkName matches what a case name has but a network name may not.
+var notInNetworkName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// runKeyCase runs ADD, verifies, then CHECK, DEL and DEL again, each of which
+// must succeed and the DELs leave nothing of the attachment behind.
+func runKeyCase(t *testing.T, e *env, tc keyCase) {
 	t.Helper()
-	if out, err := e.host.Run("ip", "link", "add", "vlanprobe", "type", "bridge", "vlan_filtering", "1"); err != nil {
-		t.Skipf("kernel lacks bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING): %s", out)
+	cont := nstest.New(t)
+	if tc.before != nil {
+		tc.before(t, e)
 	}
-	e.host.MustRun("ip", "link", "del", "vlanprobe")
+	conf := e.conf("net-"+notInNetworkName.ReplaceAllString(tc.name, "-"), tc.subnets, tc.extra)
+	c := call{conf: conf, netns: cont.Path(), cniArgs: tc.cniArgs}
+	res, raw := e.mustAdd(c)
+	tc.verify(t, e, res, cont)
+
+	withPrev := withPrevResult(t, conf, raw)
+	e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path(), cniArgs: tc.cniArgs})
+	for i := range 2 {
+		e.mustRun(call{verb: "DEL", conf: withPrev, netns: cont.Path(), cniArgs: tc.cniArgs})
+		if _, err := cont.Handle().LinkByName("eth0"); err == nil {
+			t.Errorf("DEL %d: container interface still there", i+1)
+		}
+		for _, name := range e.hostLinks() {
+			mustf(t, name != res.Interfaces[1].Name, "DEL %d: host end %s still there", i+1, name)
+		}
+		masq, spoof := e.nftElements()
+		mustf(t, len(masq) == 0 && len(spoof) == 0, "DEL %d: nftables elements left: %+v %+v", i+1, masq, spoof)
+	}
 }

@@ -66,7 +66,8 @@ func invalid(format string, a ...any) error {
 // parse decodes and checks the configuration; every error names the key and
 // its value, and nothing has been changed on the host yet.
 func parse(args *skel.Args) (*conf, error) {
-	n := &conf{BrName: defaultBridge}
+	// preserveDefaultVlan defaults to true, as in the reference.
+	n := &conf{BrName: defaultBridge, PreserveDefaultVlan: true}
 	if err := json.Unmarshal(args.StdinData, n); err != nil {
 		return nil, cni.Errorf(cni.CodeDecodingFailure, "bridge: decoding configuration: %v", err)
 	}
@@ -170,13 +171,6 @@ func (n *conf) parseMAC(cniArgs string) error {
 	return nil
 }
 
-// portVLANs returns the host port's native VLAN and whether any VLAN is set.
-func (n *conf) portVLANs() (pvid uint16, any bool) {
-	if n.Vlan != 0 {
-		return uint16(n.Vlan), true
-	}
-	if len(n.trunk) > 0 {
-		return 1, true // untagged traffic of a trunk-only port goes to VLAN 1
-	}
-	return 0, false
-}
+// usesVLANs reports whether the host port gets VLANs (and a new bridge VLAN
+// filtering).
+func (n *conf) usesVLANs() bool { return n.Vlan != 0 || len(n.trunk) > 0 }

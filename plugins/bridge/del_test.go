@@ -13,6 +13,7 @@ import (
 // TestDelCleansUp: every way a DEL can arrive leaves no masquerade or MAC
 // spoof element behind (reference bug plugins#810), and a second DEL succeeds.
 func TestDelCleansUp(t *testing.T) {
+	requireTool(t, "nft")
 	cases := []struct {
 		name string
 		// del runs the first DEL; conf has prevResult, bare has none.
@@ -73,6 +74,7 @@ func TestDelCleansUp(t *testing.T) {
 // TestDelRemovesReferenceRules: an attachment made by the reference plugins'
 // nftables backend is cleaned up by cnikit's DEL (the upgrade path).
 func TestDelRemovesReferenceRules(t *testing.T) {
+	requireTool(t, "nft")
 	e := newEnv(t)
 	cont := nstest.New(t)
 	bare := e.conf("upgraded", []string{"10.15.0.0/24"}, map[string]any{"ipMasq": true})

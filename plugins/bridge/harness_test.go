@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -247,5 +248,16 @@ func mustf(t testing.TB, cond bool, format string, a ...any) {
 }
 
 var _ = fmt.Sprintf
+
+// requireTool fails the test, saying so, when a program it uses to observe
+// is not installed (scripts/setup.sh installs them; a QEMU guest of
+// run-in-guest.sh has busybox's ip and ping, and nft only when copied in
+// with -b /usr/sbin/nft).
+func requireTool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("this test needs %s, which is not installed here: %v", name, err)
+	}
+}
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

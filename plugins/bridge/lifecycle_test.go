@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
 )
 
 func TestBadConfigs(t *testing.T) {
+	requireTool(t, "nft")
 	e := newEnv(t)
 	cont := nstest.New(t)
 	cases := []struct {
@@ -117,9 +120,12 @@ func TestTraffic(t *testing.T) {
 		}
 	}
 
-	// The outside world: a veth between host and outside, 192.0.2.0/24.
-	e.host.MustRun("ip", "link", "add", "uplink", "type", "veth", "peer", "name", "wan")
-	e.host.MustRun("ip", "link", "set", "wan", "netns", outside.Path())
+	// The outside world: a veth between host and outside, 192.0.2.0/24,
+	// made over netlink (busybox ip cannot move a link to a namespace path).
+	uplink := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "uplink"}, PeerName: "wan", PeerNamespace: netlink.NsFd(outside.Fd())}
+	if err := e.host.Handle().LinkAdd(uplink); err != nil {
+		t.Fatal(err)
+	}
 	e.host.MustRun("ip", "addr", "add", "192.0.2.1/24", "dev", "uplink")
 	e.host.MustRun("ip", "link", "set", "uplink", "up")
 	outside.MustRun("ip", "addr", "add", "192.0.2.2/24", "dev", "wan")
