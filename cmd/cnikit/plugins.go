@@ -5,4 +5,5 @@ import (
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/loopback"
+	_ "github.com/cnikit/cnikit/plugins/static"
 )
