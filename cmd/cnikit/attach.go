@@ -63,18 +63,9 @@ func pidContainerID(pid int) (string, error) {
 }
 
 func attachNetns(ctx context.Context, g *globals, o *attachOptions, sourceNetns string) error {
-	if err := cni.ValidateContainerID(o.containerID); err != nil {
-		return err
-	}
-	rt, err := g.newRuntime()
+	rt, lists, err := o.prepare(g)
 	if err != nil {
 		return err
-	}
-	lists := make([]*cni.ConfigList, len(o.networks))
-	for i, name := range o.networks {
-		if lists[i], err = g.loadNetwork(name); err != nil {
-			return err
-		}
 	}
 	pinned, err := pinNetns(g.netnsDir, o.containerID, sourceNetns)
 	if err != nil {

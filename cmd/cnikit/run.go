@@ -46,6 +46,25 @@ func (o *attachOptions) register(cmd *cobra.Command) {
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print each attachment's addresses on stderr")
 }
 
+// prepare checks the container ID and loads the runtime and every network,
+// before anything is created.
+func (o *attachOptions) prepare(g *globals) (*cniruntime.Runtime, []*cni.ConfigList, error) {
+	if err := cni.ValidateContainerID(o.containerID); err != nil {
+		return nil, nil, err
+	}
+	rt, err := g.newRuntime()
+	if err != nil {
+		return nil, nil, err
+	}
+	lists := make([]*cni.ConfigList, len(o.networks))
+	for i, name := range o.networks {
+		if lists[i], err = g.loadNetwork(name); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rt, lists, nil
+}
+
 // attachments builds one attachment per network for the namespace at path.
 func (o *attachOptions) attachments(netnsPath string) ([]*cniruntime.Attachment, error) {
 	if len(o.ips) > 0 && len(o.networks) > 1 {
@@ -166,18 +185,9 @@ namespace. cnikit exits with COMMAND's exit status.`,
 }
 
 func runInNetwork(ctx context.Context, g *globals, o *attachOptions, argv []string) error {
-	if err := cni.ValidateContainerID(o.containerID); err != nil {
-		return err
-	}
-	rt, err := g.newRuntime()
+	rt, lists, err := o.prepare(g)
 	if err != nil {
 		return err
-	}
-	lists := make([]*cni.ConfigList, len(o.networks))
-	for i, name := range o.networks {
-		if lists[i], err = g.loadNetwork(name); err != nil {
-			return err
-		}
 	}
 	nsPath, err := createNamedNetns(g.netnsDir, o.containerID)
 	if err != nil {
