@@ -26,9 +26,11 @@ import (
 // cacheKind marks a cache entry of the current format.
 const cacheKind = "cniCacheV1"
 
-// cacheEntryOut is an entry as written. The result goes through a map so that
-// its keys come out sorted, byte for byte as the reference library writes them.
-type cacheEntryOut struct {
+// cacheEntry is an entry of the result cache. Written entries carry the
+// result as a map (R = map[string]any) so that its keys come out sorted, byte
+// for byte as the reference library writes them; read entries keep it raw
+// (R = json.RawMessage).
+type cacheEntry[R any] struct {
 	Kind           string         `json:"kind"`
 	ContainerID    string         `json:"containerId"`
 	Config         []byte         `json:"config"`
@@ -37,21 +39,13 @@ type cacheEntryOut struct {
 	Netns          string         `json:"netns,omitempty"`
 	CNIArgs        [][2]string    `json:"cniArgs,omitempty"`
 	CapabilityArgs map[string]any `json:"capabilityArgs,omitempty"`
-	Result         map[string]any `json:"result,omitempty"`
+	Result         R              `json:"result,omitempty"`
 }
 
-// cacheEntryIn is an entry as read.
-type cacheEntryIn struct {
-	Kind           string          `json:"kind"`
-	ContainerID    string          `json:"containerId"`
-	Config         []byte          `json:"config"`
-	IfName         string          `json:"ifName"`
-	NetworkName    string          `json:"networkName"`
-	Netns          string          `json:"netns,omitempty"`
-	CNIArgs        [][2]string     `json:"cniArgs,omitempty"`
-	CapabilityArgs map[string]any  `json:"capabilityArgs,omitempty"`
-	Result         json.RawMessage `json:"result,omitempty"`
-}
+type (
+	cacheEntryOut = cacheEntry[map[string]any]
+	cacheEntryIn  = cacheEntry[json.RawMessage]
+)
 
 // CachedAttachment is one entry of the result cache: an attachment that was
 // added and not yet deleted (the reference library's NetworkAttachment).
