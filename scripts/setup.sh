@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing cnikit needs on Debian 12 (run as root):
 # Debian packages for the tests (iproute2 and ping to observe, nftables to
-# inspect rules, the reference CNI plugins to compare against) and Go modules.
+# inspect rules, the reference CNI plugins to compare against, QEMU for the
+# guest of scripts/guest-test.sh) and Go modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ if ! command -v go >/dev/null; then
 fi
 
 packages=(iproute2 iputils-ping nftables containernetworking-plugins procps)
+# scripts/guest-test.sh: QEMU for its guest, xz to unpack the guest kernel (a faster boot).
+packages+=(qemu-system-x86 xz-utils)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,5 +24,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# run-in-guest.sh apt-get downloads the guest's kernel and busybox: it needs the package lists.
+if ! apt-cache show --no-all-versions linux-image-amd64 >/dev/null 2>&1; then
+	apt-get update -qq
 fi
 go mod download

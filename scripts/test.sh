@@ -14,5 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 go vet ./...
 go test -count=1 -timeout 20m ./...
+# Tests of kernel features this kernel may lack (bridge VLAN filtering, 8021q, ...), in a QEMU guest.
+./scripts/guest-test.sh
 (cd test/interop && go vet ./... && go test -count=1 -timeout 20m ./...)
 FUZZTIME="${FUZZTIME:-10s}" ./scripts/fuzz.sh
