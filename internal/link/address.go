@@ -70,6 +70,8 @@ type Route struct {
 	Priority int
 	Table    *int
 	Scope    *int
+	// Src, when set, is the preferred source address of the route.
+	Src net.IP
 }
 
 // InterfaceConfig is what ConfigureInterface applies inside a container.
@@ -86,6 +88,10 @@ type InterfaceConfig struct {
 	EnableDAD bool
 	// Up brings the link up.
 	Up bool
+	// NoPrefixRoute adds the addresses without the kernel's route to their
+	// subnet (IFA_F_NOPREFIXROUTE), for links that reach the subnet through
+	// a gateway in Routes instead (ptp).
+	NoPrefixRoute bool
 }
 
 // settleTimeout bounds the wait for IPv6 DAD when EnableDAD is set.
@@ -125,6 +131,9 @@ func ConfigureInterface(cfg InterfaceConfig) (netlink.Link, error) {
 		if a.IP.To4() == nil && !cfg.EnableDAD {
 			addr.Flags = unix.IFA_F_NODAD
 		}
+		if cfg.NoPrefixRoute {
+			addr.Flags |= unix.IFA_F_NOPREFIXROUTE
+		}
 		if err := netlink.AddrAdd(link, addr); err != nil {
 			return nil, fmt.Errorf("adding address %v to %q: %w", a, cfg.Name, err)
 		}
@@ -140,7 +149,7 @@ func ConfigureInterface(cfg InterfaceConfig) (netlink.Link, error) {
 		}
 	}
 	for _, r := range cfg.Routes {
-		route := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &r.Dst, Gw: r.GW, Priority: r.Priority}
+		route := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &r.Dst, Gw: r.GW, Priority: r.Priority, Src: r.Src}
 		if route.Gw == nil {
 			route.Gw = firstOfFamily(cfg.Gateways, r.Dst.IP.To4() != nil)
 		}
