@@ -39,6 +39,8 @@ func TestBadConfigs(t *testing.T) {
 		{"mtu negative", map[string]any{"mtu": -5}, "", cni.CodeInvalidNetworkConfig, "mtu -5"},
 		{"bridge name too long", map[string]any{"bridge": "averyveryverylongname"}, "", cni.CodeInvalidNetworkConfig, `bridge "averyveryverylongname"`},
 		{"bridge name with slash", map[string]any{"bridge": "br/0"}, "", cni.CodeInvalidNetworkConfig, `bridge "br/0"`},
+		{"vlan gateway name too long", map[string]any{"bridge": "br-fifteen-char", "vlan": 4000, "isGateway": true}, "",
+			cni.CodeInvalidNetworkConfig, "longer than 15 characters"},
 		{"runtimeConfig.mac", map[string]any{"runtimeConfig": map[string]any{"mac": "zz:zz"}}, "", cni.CodeInvalidNetworkConfig, `runtimeConfig.mac "zz:zz"`},
 		{"args.cni.mac", map[string]any{"args": map[string]any{"cni": map[string]any{"mac": "01"}}}, "", cni.CodeInvalidNetworkConfig, `args.cni.mac "01"`},
 		{"CNI_ARGS MAC", nil, "MAC=nope", cni.CodeInvalidEnvironment, `CNI_ARGS MAC "nope"`},

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -392,6 +394,30 @@ func require8021q(t *testing.T, ns *nstest.NS) {
 	defer h.LinkDel(p)
 	if err := h.LinkAdd(&netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: "probe8021q.5", ParentIndex: p.Attrs().Index}, VlanId: 5}); err != nil {
 		t.Skipf("kernel lacks 802.1Q interfaces (CONFIG_VLAN_8021Q): %v; scripts/guest-test.sh runs this in a QEMU guest", err)
+	}
+}
+
+// TestVlanWithoutKernelSupport: on a kernel without bridge VLAN filtering, a
+// VLAN configuration fails with a message that says so and leaves nothing
+// behind. (On a kernel with it, the tests above cover the VLAN keys.)
+func TestVlanWithoutKernelSupport(t *testing.T) {
+	e := newEnv(t)
+	on := true
+	if err := e.host.Handle().LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vlanprobe"}, VlanFiltering: &on}); err == nil {
+		t.Log("this kernel has bridge VLAN filtering: nothing to fail")
+		return
+	}
+	cont := nstest.New(t)
+	before := e.hostLinks()
+	_, cerr := e.run(call{verb: "ADD", conf: e.conf("novlan", []string{"10.43.0.0/24"}, map[string]any{"vlan": 100}), netns: cont.Path()})
+	if cerr == nil || !strings.Contains(cerr.Msg, "CONFIG_BRIDGE_VLAN_FILTERING") {
+		t.Fatalf("ADD: %v, want an error naming CONFIG_BRIDGE_VLAN_FILTERING", cerr)
+	}
+	if after := e.hostLinks(); !slices.Equal(before, after) {
+		t.Errorf("failed ADD changed the host's links: %v -> %v", before, after)
+	}
+	if _, err := cont.Handle().LinkByName("eth0"); err == nil {
+		t.Error("failed ADD left the container interface")
 	}
 }
 
