@@ -53,7 +53,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cnikit-guest.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 chmod 0755 "$work"   # plugin lookup refuses group/other-writable paths as root
 
-# Build: static, since the guest has no libc to offer.
+# Build static: the binaries then need nothing from the guest.
 echo "guest-test: building cnikit and ${#GUEST_PACKAGES[@]} test binaries" >&2
 ./scripts/build.sh "$work/cnikit" || could_not_run "building cnikit failed"
 runner=$work/run.sh
