@@ -19,9 +19,10 @@ import (
 //	                    # host IP . protocol . host port : container IP . container port
 //	map hostports-any4  { type inet_proto . inet_service : ipv4_addr . inet_service }
 //	                    # protocol . host port (any local address) : container IP . container port
-//	set hostports-ip4-src  { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
-//	set hostports-any4-src { type ipv4_addr . inet_proto . inet_service; flags interval }
-//	                    # source range . [host IP .] protocol . host port: who may use a mapping
+//	set hostports-ip4-allow  { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
+//	set hostports-any4-allow { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
+//	                    # source range . destination range . protocol . host port:
+//	                    # the connections a mapping applies to (conditionsV4/V6)
 //	map hostports-masq4 { type ipv4_addr . inet_proto . inet_service . inet_service : verdict }
 //	                    # container IP . protocol . container port . host port : jump <snat chain>
 //
@@ -30,8 +31,8 @@ import (
 //	chain hostports-output { type nat hook output priority dstnat + 10
 //	    fib daddr type local jump hostports-dnat }
 //	chain hostports-dnat {
-//	    ip saddr . ip daddr . meta l4proto . th dport @hostports-ip4-src dnat ip to ip daddr . meta l4proto . th dport map @hostports-ip4
-//	    ip saddr . meta l4proto . th dport @hostports-any4-src dnat ip to meta l4proto . th dport map @hostports-any4 }
+//	    ip saddr . ip daddr . meta l4proto . th dport @hostports-ip4-allow dnat ip to ip daddr . meta l4proto . th dport map @hostports-ip4
+//	    ip saddr . ip daddr . meta l4proto . th dport @hostports-any4-allow dnat ip to meta l4proto . th dport map @hostports-any4 }
 //	chain hostports-postrouting { type nat hook postrouting priority srcnat + 10
 //	    meta l4proto tcp ct status dnat ip daddr . meta l4proto . tcp dport . ct original proto-dst vmap @hostports-masq4
 //	    (the same for udp and sctp) }
@@ -48,7 +49,8 @@ import (
 // DNATed, and its original port is the mapping's host port), so no packet mark
 // bit is consumed.
 //
-// Each mapping of an attachment is one element in each of three sets, all
+// Each mapping of an attachment is one element in each of the three kinds
+// of set (more in the allow set when conditions make several ranges), all
 // commented with Attachment.Comment: the work of an ADD or DEL does not depend
 // on how many containers exist. Elements are exact-match keys, so a second
 // attachment asking for a host port already mapped makes the batch fail (the
@@ -117,7 +119,8 @@ type IPRange struct {
 
 // HostPort is one port mapping as the host port program holds it:
 // connections to HostIP (any local address when nil) on Protocol and Port,
-// from a source in Sources (any when nil), go to Container.IP:ContainerPort.
+// from a source in Sources (any when nil) to a destination in Destinations
+// (any when nil), go to Container.IP:ContainerPort.
 type HostPort struct {
 	HostIP        net.IP
 	Protocol      uint8 // unix.IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP
@@ -125,6 +128,7 @@ type HostPort struct {
 	Container     net.IPNet // the container's address, with its subnet's prefix length
 	ContainerPort uint16
 	Sources       []IPRange
+	Destinations  []IPRange
 	SNAT          SNATMode
 }
 
@@ -137,20 +141,20 @@ type portFamily struct {
 	addrType nftables.SetDatatype
 	loopback net.IPNet
 	// set names
-	specific, any, specificSrc, anySrc, masq string
+	specific, any, specificAllow, anyAllow, masq string
 }
 
 var (
 	portFamily4 = &portFamily{
 		nfproto: unix.NFPROTO_IPV4, addrLen: 4, saddrOff: 12, daddrOff: 16, addrType: nftables.TypeIPAddr,
 		loopback: net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)},
-		specific: "hostports-ip4", any: "hostports-any4", specificSrc: "hostports-ip4-src", anySrc: "hostports-any4-src",
+		specific: "hostports-ip4", any: "hostports-any4", specificAllow: "hostports-ip4-allow", anyAllow: "hostports-any4-allow",
 		masq: "hostports-masq4",
 	}
 	portFamily6 = &portFamily{
 		nfproto: unix.NFPROTO_IPV6, addrLen: 16, saddrOff: 8, daddrOff: 24, addrType: nftables.TypeIP6Addr,
 		loopback: net.IPNet{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)},
-		specific: "hostports-ip6", any: "hostports-any6", specificSrc: "hostports-ip6-src", anySrc: "hostports-any6-src",
+		specific: "hostports-ip6", any: "hostports-any6", specificAllow: "hostports-ip6-allow", anyAllow: "hostports-any6-allow",
 		masq: "hostports-masq6",
 	}
 	portFamilies = []*portFamily{portFamily4, portFamily6}
@@ -185,15 +189,13 @@ func (f *portFamily) anyMap() *nftables.Set {
 		DataType: nftables.MustConcatSetType(f.addrType, nftables.TypeInetService)}
 }
 
-func (f *portFamily) specificSrcSet() *nftables.Set {
-	return &nftables.Set{Table: inetTable, Name: f.specificSrc, Interval: true, Concatenation: true,
+func (f *portFamily) allowSet(name string) *nftables.Set {
+	return &nftables.Set{Table: inetTable, Name: name, Interval: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(f.addrType, f.addrType, nftables.TypeInetProto, nftables.TypeInetService)}
 }
 
-func (f *portFamily) anySrcSet() *nftables.Set {
-	return &nftables.Set{Table: inetTable, Name: f.anySrc, Interval: true, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(f.addrType, nftables.TypeInetProto, nftables.TypeInetService)}
-}
+func (f *portFamily) specificAllowSet() *nftables.Set { return f.allowSet(f.specificAllow) }
+func (f *portFamily) anyAllowSet() *nftables.Set      { return f.allowSet(f.anyAllow) }
 
 func (f *portFamily) masqMap() *nftables.Set {
 	return &nftables.Set{Table: inetTable, Name: f.masq, IsMap: true, Concatenation: true,
@@ -202,14 +204,14 @@ func (f *portFamily) masqMap() *nftables.Set {
 }
 
 func (f *portFamily) sets() []*nftables.Set {
-	return []*nftables.Set{f.specificMap(), f.anyMap(), f.specificSrcSet(), f.anySrcSet(), f.masqMap()}
+	return []*nftables.Set{f.specificMap(), f.anyMap(), f.specificAllowSet(), f.anyAllowSet(), f.masqMap()}
 }
 
 // hostPortSetNames lists every set and map of the program.
 func hostPortSetNames() []string {
 	var names []string
 	for _, f := range portFamilies {
-		names = append(names, f.specific, f.any, f.specificSrc, f.anySrc, f.masq)
+		names = append(names, f.specific, f.any, f.specificAllow, f.anyAllow, f.masq)
 	}
 	return names
 }
@@ -294,22 +296,36 @@ func hostPortElements(ports []HostPort, comment string) ([]setElement, error) {
 		}
 		proto, port := protoField(p.Protocol), portField(p.Port)
 		target := concat(f.addr(p.Container.IP), portField(p.ContainerPort))
-		sources := p.Sources
+		sources, dests := p.Sources, p.Destinations
 		if sources == nil {
 			sources = []IPRange{fullRange(f)}
 		}
+		if dests == nil {
+			dests = []IPRange{fullRange(f)}
+		}
+		dnatMap, allowSet := setFor(f.anyMap), setFor(f.anyAllowSet)
+		dnatKey := concat(proto, port)
 		if p.HostIP != nil {
-			hostIP := f.addr(p.HostIP)
-			add(setFor(f.specificMap), nftables.SetElement{Key: concat(hostIP, proto, port), Val: target})
-			for _, r := range sources {
-				add(setFor(f.specificSrcSet), nftables.SetElement{
-					Key: concat(r.First.AsSlice(), hostIP, proto, port), KeyEnd: concat(r.Last.AsSlice(), hostIP, proto, port)})
+			dnatMap, allowSet = setFor(f.specificMap), setFor(f.specificAllowSet)
+			dnatKey = concat(f.addr(p.HostIP), proto, port)
+			// The mapping's destination is the host IP, if the
+			// conditions allow it at all.
+			hostIP, _ := netip.AddrFromSlice(f.addr(p.HostIP))
+			allowed := dests
+			dests = nil
+			for _, r := range allowed {
+				if r.contains(hostIP) {
+					dests = []IPRange{{First: hostIP, Last: hostIP}}
+					break
+				}
 			}
-		} else {
-			add(setFor(f.anyMap), nftables.SetElement{Key: concat(proto, port), Val: target})
-			for _, r := range sources {
-				add(setFor(f.anySrcSet), nftables.SetElement{
-					Key: concat(r.First.AsSlice(), proto, port), KeyEnd: concat(r.Last.AsSlice(), proto, port)})
+		}
+		add(dnatMap, nftables.SetElement{Key: dnatKey, Val: target})
+		for _, s := range sources {
+			for _, d := range dests {
+				add(allowSet, nftables.SetElement{
+					Key:    concat(s.First.AsSlice(), d.First.AsSlice(), proto, port),
+					KeyEnd: concat(s.Last.AsSlice(), d.Last.AsSlice(), proto, port)})
 			}
 		}
 		if chain := p.snatChain(); chain != "" {
@@ -319,6 +335,10 @@ func hostPortElements(ports []HostPort, comment string) ([]setElement, error) {
 		}
 	}
 	return out, nil
+}
+
+func (r IPRange) contains(a netip.Addr) bool {
+	return r.First.Compare(a) <= 0 && a.Compare(r.Last) <= 0
 }
 
 func fullRange(f *portFamily) IPRange {
@@ -372,8 +392,8 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 	dnat := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: HostPortsDNAT})
 	c.nft.FlushChain(dnat)
 	for _, f := range portFamilies {
-		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: specificDNATRule(f, named)})
-		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: anyDNATRule(f, named)})
+		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, named[f.specificAllow], named[f.specific], true)})
+		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, named[f.anyAllow], named[f.any], false)})
 	}
 
 	toLocal := []expr.Any{
@@ -403,38 +423,27 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 	return nil
 }
 
-// specificDNATRule is
-// "ip saddr . ip daddr . meta l4proto . th dport @<ip-src> dnat ip to ip daddr . meta l4proto . th dport map @<ip>".
-func specificDNATRule(f *portFamily, named map[string]*nftables.Set) []expr.Any {
+// dnatRule is "ip saddr . ip daddr . meta l4proto . th dport @<allow> dnat
+// ip to <key> map @<map>", where key is "ip daddr . meta l4proto . th dport"
+// for the host-IP-specific map and "meta l4proto . th dport" for the other.
+func dnatRule(f *portFamily, allow, dnat *nftables.Set, specific bool) []expr.Any {
 	a := f.addrLen
-	src, dst := named[f.specificSrc], named[f.specific]
-	return append(nfproto([]byte{f.nfproto}),
+	exprs := append(nfproto([]byte{f.nfproto}),
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: a},
 		&expr.Payload{DestRegister: reg32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: a},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(2 * a)},
 		&expr.Payload{DestRegister: reg32(2*a + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: src.Name, SetID: src.ID},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: a},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(a)},
-		&expr.Payload{DestRegister: reg32(a + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: dst.Name, SetID: dst.ID, IsDestRegSet: true, DestRegister: 1},
-		dnatTo(f),
+		&expr.Lookup{SourceRegister: 1, SetName: allow.Name, SetID: allow.ID},
 	)
-}
-
-// anyDNATRule is
-// "ip saddr . meta l4proto . th dport @<any-src> dnat ip to meta l4proto . th dport map @<any>".
-func anyDNATRule(f *portFamily, named map[string]*nftables.Set) []expr.Any {
-	a := f.addrLen
-	src, dst := named[f.anySrc], named[f.any]
-	return append(nfproto([]byte{f.nfproto}),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: a},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(a)},
-		&expr.Payload{DestRegister: reg32(a + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: src.Name, SetID: src.ID},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Payload{DestRegister: reg32(4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: dst.Name, SetID: dst.ID, IsDestRegSet: true, DestRegister: 1},
+	off := uint32(0)
+	if specific {
+		exprs = append(exprs, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: a})
+		off = a
+	}
+	return append(exprs,
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(off)},
+		&expr.Payload{DestRegister: reg32(off + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: dnat.Name, SetID: dnat.ID, IsDestRegSet: true, DestRegister: 1},
 		dnatTo(f),
 	)
 }

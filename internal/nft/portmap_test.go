@@ -137,7 +137,7 @@ func TestHostPortsLifecycle(t *testing.T) {
 	out := ns.MustRun("nft", "list", "table", "inet", "cnikit")
 	for _, want := range []string{
 		"tcp . 8080 comment", ": 10.1.0.5 . 80",
-		"192.0.2.1 . tcp . 8443", "fd00::/112 . udp . 5353",
+		"0.0.0.0/0 . 192.0.2.1 . tcp . 8443", "fd00::/112 . ::/0 . udp . 5353", "0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080",
 		"fib daddr type local jump hostports-dnat", "priority dstnat + 10",
 		"ct status dnat ip daddr . meta l4proto . tcp dport . ct original proto-dst vmap @hostports-masq4",
 		"ip saddr 10.1.0.0/24 masquerade", "ip saddr 127.0.0.0/8 masquerade", "jump hostports-masq-all",
@@ -230,5 +230,55 @@ func TestLocalnetGuard(t *testing.T) {
 	// Loopback traffic still flows.
 	if err := ns.Ping("127.0.0.1"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestHostPortElements(t *testing.T) {
+	r := func(first, last string) IPRange {
+		return IPRange{First: netip.MustParseAddr(first), Last: netip.MustParseAddr(last)}
+	}
+	notLoopback := []IPRange{r("0.0.0.0", "126.255.255.255"), r("128.0.0.0", "255.255.255.255")}
+	for _, tc := range []struct {
+		name  string
+		port  HostPort
+		allow int // elements in the allow set
+		masq  bool
+	}{
+		{"any address, any source", tcpPort(t, "", 80, "10.1.0.5/24", 80), 1, true},
+		{"destinations split in two", HostPort{Protocol: unix.IPPROTO_TCP, Port: 80, Container: mustCIDR(t, "10.1.0.5/24"), ContainerPort: 80,
+			Destinations: notLoopback}, 2, false},
+		{"sources times destinations", HostPort{Protocol: unix.IPPROTO_UDP, Port: 53, Container: mustCIDR(t, "10.1.0.5/24"), ContainerPort: 53,
+			Sources: []IPRange{r("10.0.0.0", "10.0.0.255"), r("10.0.2.0", "10.0.2.255")}, Destinations: notLoopback, SNAT: SNATAll}, 4, true},
+		{"host IP allowed by the destinations", HostPort{HostIP: net.ParseIP("192.0.2.1"), Protocol: unix.IPPROTO_TCP, Port: 80,
+			Container: mustCIDR(t, "10.1.0.5/24"), ContainerPort: 80, Destinations: notLoopback}, 1, false},
+		{"host IP excluded by the destinations", HostPort{HostIP: net.ParseIP("127.0.0.1"), Protocol: unix.IPPROTO_TCP, Port: 80,
+			Container: mustCIDR(t, "10.1.0.5/24"), ContainerPort: 80, Destinations: notLoopback}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			elems, err := hostPortElements([]HostPort{tc.port, tc.port}, "c") // duplicates collapse
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dnat, allow, masq int
+			for _, e := range elems {
+				switch {
+				case strings.HasSuffix(e.set.Name, "-allow"):
+					allow++
+				case strings.HasPrefix(e.set.Name, "hostports-masq"):
+					masq++
+				default:
+					dnat++
+				}
+				if e.elem.Comment != "c" {
+					t.Errorf("element of %s has comment %q", e.set.Name, e.elem.Comment)
+				}
+			}
+			if dnat != 1 || allow != tc.allow || (masq == 1) != tc.masq {
+				t.Errorf("got %d dnat, %d allow, %d masquerade elements; want 1, %d, masquerade %v", dnat, allow, masq, tc.allow, tc.masq)
+			}
+		})
+	}
+	if _, err := hostPortElements([]HostPort{tcpPort(t, "fd00::1", 80, "10.1.0.5/24", 80)}, ""); err == nil {
+		t.Error("a v6 host IP for a v4 container was accepted")
 	}
 }
