@@ -7,4 +7,5 @@ import (
 	_ "github.com/cnikit/cnikit/plugins/loopback"
 	_ "github.com/cnikit/cnikit/plugins/ptp"
 	_ "github.com/cnikit/cnikit/plugins/static"
+	_ "github.com/cnikit/cnikit/plugins/tuning"
 )
