@@ -485,7 +485,10 @@ func TestDelIdempotent(t *testing.T) {
 		before func(e *env) string // returns the DEL's CNI_NETNS
 	}{
 		{"no backup", func(e *env) string { return e.cont.Path() }},
-		{"empty netns", func(e *env) string { e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400})}); return "" }},
+		{"empty netns", func(e *env) string {
+			e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400})})
+			return ""
+		}},
 		{"netns gone", func(e *env) string {
 			e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400})})
 			return filepath.Join(t.TempDir(), "gone")
