@@ -218,13 +218,13 @@ func IngressRedirectTarget(index int) (int, error) {
 
 // CreateIFB creates an intermediate functional block device, up, with the
 // given MTU (0: the kernel's default), the kernel's default queue length, and
-// alias as its IFLA_IFALIAS. It returns the new link's index. A link already
-// called name is an error wrapping ErrExists.
+// alias as its IFLA_IFALIAS, and returns it as the kernel reports it. A link
+// already called name is an error wrapping ErrExists.
 //
 // Two round trips: an RTM_NEWLINK that asks the kernel to echo the new link
 // (so no lookup by name follows), then the alias, which the kernel ignores
 // on creation.
-func CreateIFB(name string, mtu int, alias string) (int, error) {
+func CreateIFB(name string, mtu int, alias string) (netlink.Link, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
@@ -239,28 +239,28 @@ func CreateIFB(name string, mtu int, alias string) (int, error) {
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return 0, fmt.Errorf("creating ifb %q: %w", name, ErrExists)
+			return nil, fmt.Errorf("creating ifb %q: %w", name, ErrExists)
 		}
-		return 0, fmt.Errorf("creating ifb %q: %w", name, err)
+		return nil, fmt.Errorf("creating ifb %q: %w", name, err)
 	}
-	var index int
-	if len(msgs) > 0 && len(msgs[0]) >= unix.SizeofIfInfomsg {
-		index = int(nl.DeserializeIfInfomsg(msgs[0]).Index)
-	} else {
+	var ifb netlink.Link
+	if len(msgs) > 0 {
+		ifb, err = netlink.LinkDeserialize(nil, msgs[0])
+	}
+	if ifb == nil || err != nil {
 		// A kernel older than 6.1 does not echo.
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return 0, fmt.Errorf("looking up new ifb %q: %w", name, err)
+		if ifb, err = netlink.LinkByName(name); err != nil {
+			return nil, fmt.Errorf("looking up new ifb %q: %w", name, err)
 		}
-		index = l.Attrs().Index
 	}
 	if alias != "" {
-		if err := SetAttributes(index, Attributes{Alias: &alias}); err != nil {
+		if err := SetAttributes(ifb.Attrs().Index, Attributes{Alias: &alias}); err != nil {
 			_ = DeleteNamed(name)
-			return 0, fmt.Errorf("ifb %q: %w", name, err)
+			return nil, fmt.Errorf("ifb %q: %w", name, err)
 		}
+		ifb.Attrs().Alias = alias
 	}
-	return index, nil
+	return ifb, nil
 }
 
 // DeleteNamed deletes the link called name with a single RTM_DELLINK that

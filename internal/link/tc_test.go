@@ -91,7 +91,10 @@ func TestTrafficControl(t *testing.T) {
 		if _, err := CreateIFB("ifbtest", 1400, ""); !errors.Is(err, ErrExists) {
 			t.Errorf("second CreateIFB: %v, want ErrExists", err)
 		}
-		l, err := netlink.LinkByIndex(ifb)
+		if _, ok := ifb.(*netlink.Ifb); !ok || len(ifb.Attrs().HardwareAddr) != 6 {
+			t.Errorf("CreateIFB returned %#v", ifb)
+		}
+		l, err := netlink.LinkByIndex(ifb.Attrs().Index)
 		if err != nil {
 			return err
 		}
@@ -99,12 +102,12 @@ func TestTrafficControl(t *testing.T) {
 			t.Errorf("ifb: name %q MTU %d alias %q flags %v txqlen %d", a.Name, a.MTU, a.Alias, a.Flags, a.TxQLen)
 		}
 		for i := 0; i < 2; i++ { // a repeated call leaves one filter
-			if err := RedirectIngress(index, ifb); err != nil {
+			if err := RedirectIngress(index, ifb.Attrs().Index); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if target, err := IngressRedirectTarget(index); err != nil || target != ifb {
-			t.Errorf("IngressRedirectTarget = %d, %v, want %d", target, err, ifb)
+		if target, err := IngressRedirectTarget(index); err != nil || target != ifb.Attrs().Index {
+			t.Errorf("IngressRedirectTarget = %d, %v, want %d", target, err, ifb.Attrs().Index)
 		}
 		out := ns.MustRun("tc", "filter", "show", "dev", "veth0", "ingress")
 		if n := strings.Count(out, "mirred"); n != 1 || !strings.Contains(out, "Redirect to device ifbtest") {
