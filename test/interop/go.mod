@@ -11,7 +11,7 @@ require github.com/vishvananda/netns v0.0.5 // indirect
 
 require (
 	github.com/containernetworking/cni v1.3.0
-	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/sys v0.50.0
 )
 
 replace github.com/cnikit/cnikit => ../..
