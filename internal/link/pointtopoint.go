@@ -30,16 +30,22 @@ func SingleAddress(ip net.IP) *net.IPNet {
 
 // ConfigurePointToPointHost sets up the host end of a point-to-point veth:
 // it ignores router advertisements (a container can send them,
-// CVE-2020-10749), carries each gateway as a /32 or /128 address (without
-// DAD: the same gateway sits on every such link, and it is ours by
+// CVE-2020-10749), does no duplicate address detection (its link-local
+// address would otherwise stay tentative for a second or two, and until then
+// the host cannot solicit a container's neighbour entry for forwarded
+// traffic), carries each gateway as a /32 or /128 address (without DAD
+// either: the same gateway sits on every such link, and it is ours by
 // configuration), is up, and is the route to each container address.
 //
 // A route to a container address that already exists through another link (a
 // leaked attachment) is replaced: the address now belongs to this container.
 func ConfigurePointToPointHost(h *netlink.Handle, host netlink.Link, gateways, containerIPs []net.IP) error {
 	name := host.Attrs().Name
-	// Written before the link is up, so that no advertisement gets in first.
+	// Written before the link is up, so that no advertisement gets in first
+	// and the link-local address is usable at once. Without IPv6 on the
+	// link the settings do not exist, and are not needed.
 	_ = SetSysctl("net/ipv6/conf/"+name+"/accept_ra", "0")
+	_ = SetSysctl("net/ipv6/conf/"+name+"/accept_dad", "0")
 	for _, gw := range gateways {
 		// No prefix route: a /128 would otherwise get one on every link.
 		addr := &netlink.Addr{IPNet: SingleAddress(gw), Flags: unix.IFA_F_NOPREFIXROUTE}

@@ -83,8 +83,10 @@ func TestPointToPoint(t *testing.T) {
 		}
 		return VerifyRoutes(h, veth, []Route{{Dst: *SingleAddress(ips[0])}, {Dst: *SingleAddress(ips[1])}})
 	})
-	if v, _ := host.Run("cat", "/proc/sys/net/ipv6/conf/"+hostName+"/accept_ra"); strings.TrimSpace(v) != "0" {
-		t.Errorf("host end accept_ra = %q", v)
+	for _, setting := range []string{"accept_ra", "accept_dad"} {
+		if v, _ := host.Run("cat", "/proc/sys/net/ipv6/conf/"+hostName+"/"+setting); strings.TrimSpace(v) != "0" {
+			t.Errorf("host end %s = %q", setting, v)
+		}
 	}
 	cont.Do(func() error {
 		l, err := ConfigureInterface(InterfaceConfig{Name: "eth0", Addresses: addrs, Routes: routes, Up: true, NoPrefixRoute: true})
