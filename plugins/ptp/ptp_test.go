@@ -43,6 +43,7 @@ func verifyAttachment(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 	mustf(t, host.Attrs().HardwareAddr.String() == res.Interfaces[0].Mac, "host end MAC %s, result %s", host.Attrs().HardwareAddr, res.Interfaces[0].Mac)
 	mustf(t, len(host.Attrs().AltNames) == 1 && strings.HasPrefix(host.Attrs().AltNames[0], altNamePrefix), "host end altnames %v", host.Attrs().AltNames)
 	mustf(t, sysctl(t, e.host, "net/ipv6/conf/"+hostName+"/accept_ra") == "0", "host end accepts router advertisements")
+	mustf(t, sysctl(t, e.host, "net/ipv6/conf/"+hostName+"/accept_dad") == "0", "host end does DAD")
 	mustf(t, sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "0", "container DAD on")
 
 	hostAddrs := map[string]int{}

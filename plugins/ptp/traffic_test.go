@@ -1,0 +1,127 @@
+package ptp
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/cnikit/cnikit/internal/nstest"
+)
+
+// connectOutside gives the host an uplink to an "outside" namespace
+// (198.51.100.0/24, 2001:db8:100::/64) that has no route back to the
+// containers, and makes it the host's default route: only masqueraded
+// traffic gets answers.
+func connectOutside(t *testing.T, e *env) *nstest.NS {
+	t.Helper()
+	outside := nstest.New(t)
+	e.host.MustRun("ip", "link", "add", "uplink", "type", "veth", "peer", "name", "downlink", "netns", outside.Path())
+	e.host.MustRun("ip", "addr", "add", "198.51.100.1/24", "dev", "uplink")
+	e.host.MustRun("ip", "addr", "add", "2001:db8:100::1/64", "dev", "uplink", "nodad")
+	e.host.MustRun("ip", "link", "set", "uplink", "up")
+	outside.MustRun("ip", "addr", "add", "198.51.100.2/24", "dev", "downlink")
+	outside.MustRun("ip", "addr", "add", "2001:db8:100::2/64", "dev", "downlink", "nodad")
+	outside.MustRun("ip", "link", "set", "downlink", "up")
+	return outside
+}
+
+// peerAddress accepts one TCP connection on addr inside ns and reports the
+// address it came from.
+func peerAddress(t *testing.T, ns *nstest.NS, network, addr string) <-chan string {
+	t.Helper()
+	var ln net.Listener
+	ns.Do(func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	peer := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			peer <- err.Error()
+			return
+		}
+		peer <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
+		conn.Close()
+	}()
+	return peer
+}
+
+func dial(t *testing.T, ns *nstest.NS, network, addr string) {
+	t.Helper()
+	ns.Do(func() error {
+		conn, err := net.DialTimeout(network, addr, 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("connecting to %s: %w", addr, err)
+		}
+		return conn.Close()
+	})
+}
+
+// TestTraffic: two dual-stack containers on one ptp network reach each other
+// through the host, the host reaches both, and with ipMasq their connections
+// to the outside arrive from the host's address, in both families.
+func TestTraffic(t *testing.T) {
+	e := newEnv(t)
+	c1, c2 := nstest.New(t), nstest.New(t)
+	ipam := e.hostLocal("10.21.0.0/24", "fd21::/64")
+	ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
+	c := netConf(t, "traffic", ipam, map[string]any{"ipMasq": true})
+	r1, _ := e.mustAdd(call{conf: c, netns: c1.Path(), cid: "c1"})
+	r2, _ := e.mustAdd(call{conf: c, netns: c2.Path(), cid: "c2"})
+	for _, p := range []struct {
+		name string
+		from *nstest.NS
+		to   net.IP
+	}{
+		{"c1 to c2 (IPv4)", c1, r2.IPs[0].Address.IP},
+		{"c1 to c2 (IPv6)", c1, r2.IPs[1].Address.IP},
+		{"c2 to c1 (IPv4)", c2, r1.IPs[0].Address.IP},
+		{"c2 to c1 (IPv6)", c2, r1.IPs[1].Address.IP},
+		{"host to c1", e.host, r1.IPs[0].Address.IP},
+		{"host to c2 (IPv6)", e.host, r2.IPs[1].Address.IP},
+	} {
+		if err := p.from.Ping(p.to.String()); err != nil {
+			t.Errorf("%s: %v", p.name, err)
+		}
+	}
+
+	// Within the subnet nothing is masqueraded: c2 sees c1's own address.
+	peer := peerAddress(t, c2, "tcp4", net.JoinHostPort(r2.IPs[0].Address.IP.String(), "8080"))
+	dial(t, c1, "tcp4", net.JoinHostPort(r2.IPs[0].Address.IP.String(), "8080"))
+	if got := <-peer; got != r1.IPs[0].Address.IP.String() {
+		t.Errorf("c2 saw c1's connection from %s, want %s", got, r1.IPs[0].Address.IP)
+	}
+
+	outside := connectOutside(t, e)
+	for _, tc := range []struct{ network, listen, want string }{
+		{"tcp4", "198.51.100.2:8080", "198.51.100.1"},
+		{"tcp6", "[2001:db8:100::2]:8080", "2001:db8:100::1"},
+	} {
+		peer := peerAddress(t, outside, tc.network, tc.listen)
+		dial(t, c1, tc.network, tc.listen)
+		if got := <-peer; got != tc.want {
+			t.Errorf("outside saw the %s connection from %s, want the host's %s", tc.network, got, tc.want)
+		}
+	}
+}
+
+// TestNoMasqueradeWithoutIPMasq: without ipMasq the outside sees the
+// container's own address (it routes the answer back through the host).
+func TestNoMasqueradeWithoutIPMasq(t *testing.T) {
+	e := newEnv(t)
+	cont := nstest.New(t)
+	ipam := e.hostLocal("10.22.0.0/24")
+	ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}}
+	res, _ := e.mustAdd(call{conf: netConf(t, "nomasq", ipam, nil), netns: cont.Path()})
+	outside := connectOutside(t, e)
+	outside.MustRun("ip", "route", "add", "10.22.0.0/24", "via", "198.51.100.1")
+	peer := peerAddress(t, outside, "tcp4", "198.51.100.2:8080")
+	dial(t, cont, "tcp4", "198.51.100.2:8080")
+	if got := <-peer; got != res.IPs[0].Address.IP.String() {
+		t.Errorf("outside saw the connection from %s, want the container's %s", got, res.IPs[0].Address.IP)
+	}
+}
