@@ -48,6 +48,7 @@ func TestContainerdRunCNI(t *testing.T) {
 		// Debian's ctr also searches /usr/lib/cni: hide the reference plugins.
 		{Target: "/usr/lib/cni"},
 		{Target: "/var/lib/cni", Source: cniDir},
+		{Target: "/opt/containerd"}, // containerd's "opt" plugin makes it
 	})
 	containerd := sb.startDaemon(nil, "containerd")
 	if err := waitFor(30*time.Second, func() error { _, err := sb.run(nil, "ctr", "version"); return err }); err != nil {

@@ -174,7 +174,7 @@ func ociLayoutTar(layer []byte) ([]byte, error) {
 	manifestDesc := describe("application/vnd.oci.image.manifest.v1+json", manifest)
 	manifestDesc.Platform = map[string]string{"architecture": runtime.GOARCH, "os": "linux"}
 	manifestDesc.Annotations = map[string]string{
-		"io.containerd.image.name":         ociImageName,
+		"io.containerd.image.name":          ociImageName,
 		"org.opencontainers.image.ref.name": "test",
 	}
 	index, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": []descriptor{manifestDesc}})
