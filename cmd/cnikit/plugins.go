@@ -5,6 +5,7 @@ import (
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/loopback"
+	_ "github.com/cnikit/cnikit/plugins/portmap"
 	_ "github.com/cnikit/cnikit/plugins/ptp"
 	_ "github.com/cnikit/cnikit/plugins/static"
 	_ "github.com/cnikit/cnikit/plugins/tuning"
