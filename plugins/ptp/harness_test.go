@@ -1,9 +1,14 @@
 package ptp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -283,4 +288,41 @@ func ipOf(t testing.TB, cidr string) net.IP {
 		t.Fatal(err)
 	}
 	return ip
+}
+
+// runIP runs the ip command in the calling thread's namespace (inside
+// netns.Do, the container's).
+func runIP(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+func requireReference(t testing.TB) {
+	t.Helper()
+	plugintest.RequireReference(t)
+	if _, err := os.Stat(filepath.Join(plugintest.ReferenceDir, "ptp")); err != nil {
+		t.Skip("reference ptp plugin not installed")
+	}
+}
+
+// runReference runs the reference ptp plugin (with the reference IPAM
+// plugins on CNI_PATH) inside the host namespace and returns its output.
+func (e *env) runReference(t testing.TB, verb string, conf []byte, nsPath string) []byte {
+	t.Helper()
+	var out []byte
+	e.host.Do(func() error {
+		cmd := exec.Command(filepath.Join(plugintest.ReferenceDir, "ptp"))
+		cmd.Stdin = bytes.NewReader(bytes.Replace(conf, []byte(`"1.1.0"`), []byte(`"1.0.0"`), 1))
+		cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID=ctr1", "CNI_NETNS="+nsPath,
+			"CNI_IFNAME=eth0", "CNI_PATH="+plugintest.ReferenceDir)
+		var err error
+		if out, err = cmd.Output(); err != nil {
+			return fmt.Errorf("reference ptp %s: %v: %s", verb, err, out)
+		}
+		return nil
+	})
+	return out
 }
