@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -157,7 +158,11 @@ func assertNothingLeft(t *testing.T, host *nstest.NS, containerIP net.IP, ipamDi
 	if out, _ := host.Run("nft", "list", "ruleset"); strings.Contains(out, "elements = ") {
 		t.Errorf("nftables elements left:\n%s", out)
 	}
-	if out, _ := host.Run("iptables-save"); strings.Contains(out, containerIP.String()) {
+	namesIP := regexp.MustCompile(regexp.QuoteMeta(containerIP.String()) + `([^0-9]|$)`)
+	if out, _ := host.Run("nft", "list", "ruleset"); namesIP.MatchString(out) {
+		t.Errorf("nftables rules naming %s left:\n%s", containerIP, out)
+	}
+	if out, _ := host.Run("iptables-save"); namesIP.MatchString(out) {
 		t.Errorf("iptables rules naming %s left:\n%s", containerIP, out)
 	}
 	entries, _ := os.ReadDir(ipamDir)
@@ -175,9 +180,12 @@ func assertNothingLeft(t *testing.T, host *nstest.NS, containerIP net.IP, ipamDi
 			t.Fatalf("listing conntrack: %v", err)
 		}
 		for _, f := range flows {
-			// A ping's entry is the kernel's own record of the test's traffic
-			// (no plugin made it or could leave it stale), gone in 30 s.
-			if f.Forward.Protocol == unix.IPPROTO_ICMP || f.Forward.Protocol == unix.IPPROTO_ICMPV6 {
+			// Only UDP entries can outlive the container: one lives as long as
+			// its client keeps sending and keeps steering that traffic to the
+			// old container (plugins#123, #1190), so DEL must remove it. TCP
+			// (closing, TIME_WAIT) and ping entries end by themselves, and a
+			// new connection never reuses them.
+			if f.Forward.Protocol != unix.IPPROTO_UDP {
 				continue
 			}
 			if f.Forward.DstIP.Equal(containerIP) || f.Reverse.SrcIP.Equal(containerIP) {
