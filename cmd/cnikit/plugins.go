@@ -4,6 +4,7 @@ package main
 import (
 	_ "github.com/cnikit/cnikit/plugins/bandwidth"
 	_ "github.com/cnikit/cnikit/plugins/bridge"
+	_ "github.com/cnikit/cnikit/plugins/firewall"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/loopback"
 	_ "github.com/cnikit/cnikit/plugins/portmap"

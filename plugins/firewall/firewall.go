@@ -1,0 +1,248 @@
+// Package firewall is the firewall meta plugin: chained after an interface
+// plugin, it lets the container's addresses through the host's forward
+// path, with one of three backends (nftables, iptables, firewalld), and can
+// isolate the container's bridge from other bridges (ingressPolicy). See
+// README.md.
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/cnikit/cnikit/cni"
+	"github.com/cnikit/cnikit/internal/iptables"
+	"github.com/cnikit/cnikit/internal/nft"
+	"github.com/cnikit/cnikit/skel"
+)
+
+func init() {
+	skel.Register(&skel.Plugin{
+		Name:   "firewall",
+		About:  "cnikit firewall plugin: lets container traffic through the host firewall (nftables, iptables or firewalld)",
+		Add:    add,
+		Del:    del,
+		Check:  check,
+		Status: status,
+		GC:     gc,
+	})
+}
+
+// backend is one way of letting containers through. DEL is not part of it:
+// it cleans every backend, see del.
+type backend interface {
+	name() string
+	add(ctx context.Context, a *attachment) error
+	check(ctx context.Context, a *attachment) error
+	gc(ctx context.Context, network string, keep nft.KeepSet) error
+	status(ctx context.Context) error
+}
+
+func (c *conf) backendNamed(name string) backend {
+	switch name {
+	case backendIptables:
+		return iptablesBackend{adminChain: c.IptablesAdminChainName, stateDir: c.StateDir}
+	case backendFirewalld:
+		return firewalldBackend{zone: c.FirewalldZone, stateDir: c.StateDir}
+	default:
+		return nftablesBackend{}
+	}
+}
+
+// backend returns the configured backend, or picks one: firewalld when it
+// is running (it owns the host's firewall and would reject forwarded
+// traffic of unknown sources), else iptables when an iptables FORWARD chain
+// drops by default (an nftables accept cannot override that drop), else
+// nftables.
+func (c *conf) backend(ctx context.Context) backend {
+	if c.Backend != "" {
+		return c.backendNamed(c.Backend)
+	}
+	if fw, err := firewalldRunning(ctx); err == nil {
+		fw.Close()
+		return c.backendNamed(backendFirewalld)
+	}
+	if forwardDropsByDefault() {
+		return c.backendNamed(backendIptables)
+	}
+	return c.backendNamed(backendNftables)
+}
+
+// forwardDropsByDefault reports whether iptables' FORWARD chain (of the
+// flavour iptables-restore writes, for either family) has policy DROP.
+func forwardDropsByDefault() bool {
+	for _, f := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
+		if iptables.Available(f) != nil {
+			continue
+		}
+		t, err := iptables.Read(f, filterTable)
+		if err == nil && t.Chain(builtinForwardChain) != nil && t.Chain(builtinForwardChain).Policy == "DROP" {
+			return true
+		}
+	}
+	return false
+}
+
+// add lets the container's addresses through and, under an isolating
+// ingress policy, isolates its bridge; prevResult goes on unchanged.
+func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
+	c, err := parse(args)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.attachmentOf(args, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(a.IPs) == 0 && a.Isolation == nil {
+		return c.PrevResult, nil
+	}
+	b := c.backend(ctx)
+	args.Log.Debug("firewall ADD", "backend", b.name(), "attachment", a.String(), "ips", a.IPs)
+	if err := b.add(ctx, a); err != nil {
+		return nil, fmt.Errorf("firewall: %w", err)
+	}
+	if c.IngressPolicy == policyIsolated {
+		port, err := bridgePort(c.PrevResult, a.Isolation.Bridge)
+		if err != nil {
+			return nil, err
+		}
+		if err := netlink.LinkSetIsolated(port, true); err != nil {
+			return nil, fmt.Errorf("firewall: isolating bridge port %q: %w", port.Attrs().Name, err)
+		}
+	}
+	return c.PrevResult, nil
+}
+
+// bridgePort finds, among prevResult's host interfaces, the container's port
+// of the bridge: under ingressPolicy isolated, the bridge keeps its
+// containers apart with port isolation (IFLA_BRPORT_ISOLATED), since frames
+// between two ports never reach the IP forward path.
+func bridgePort(r *cni.Result, bridge string) (netlink.Link, error) {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return nil, fmt.Errorf("firewall: bridge %q: %w", bridge, err)
+	}
+	for _, iface := range r.Interfaces[1:] {
+		if iface == nil || iface.Sandbox != "" || iface.Name == "" {
+			continue
+		}
+		l, err := netlink.LinkByName(iface.Name)
+		if err == nil && l.Attrs().MasterIndex == br.Attrs().Index {
+			return l, nil
+		}
+	}
+	return nil, cni.Errorf(cni.CodeInvalidNetworkConfig,
+		"firewall: ingressPolicy %q needs the container's port of bridge %q among prevResult's interfaces, and there is none (chain the firewall after the bridge plugin)",
+		policyIsolated, bridge)
+}
+
+// del removes the attachment's entries from every backend: the backend ADD
+// used may not be the one that would be picked now (firewalld started or
+// stopped, configuration edited), and a backend with nothing of the
+// attachment costs a lookup. Works without prevResult and CNI_NETNS, and
+// again after success.
+func del(ctx context.Context, args *skel.Args) error {
+	c, err := parse(args)
+	if err != nil {
+		return err
+	}
+	a, err := c.attachmentOf(args, false)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	if err := (nftablesBackend{}).del(ctx, a); err != nil {
+		errs = append(errs, err)
+	}
+	ipt := c.backendNamed(backendIptables).(iptablesBackend)
+	if err := ipt.del(ctx, a); err != nil {
+		errs = append(errs, err)
+	}
+	// Without a record of its own, the firewalld backend unbinds
+	// prevResult's addresses (a reference plugin's attachment) only when
+	// firewalld may have been the backend.
+	fw := c.backendNamed(backendFirewalld).(firewalldBackend)
+	if err := fw.del(ctx, a, c.Backend == "" || c.Backend == backendFirewalld); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	return nil
+}
+
+// check verifies the backend's entries for each address of prevResult, and
+// the port isolation under ingressPolicy isolated.
+func check(ctx context.Context, args *skel.Args) error {
+	c, err := parse(args)
+	if err != nil {
+		return err
+	}
+	a, err := c.attachmentOf(args, true)
+	if err != nil {
+		return err
+	}
+	if len(a.IPs) == 0 && a.Isolation == nil {
+		return nil
+	}
+	b := c.backend(ctx)
+	if err := b.check(ctx, a); err != nil {
+		return fmt.Errorf("firewall: backend %s: %w", b.name(), err)
+	}
+	if c.IngressPolicy == policyIsolated {
+		port, err := bridgePort(c.PrevResult, a.Isolation.Bridge)
+		if err != nil {
+			return err
+		}
+		info, err := netlink.LinkGetProtinfo(port)
+		if err != nil {
+			return fmt.Errorf("firewall: reading bridge port %q: %w", port.Attrs().Name, err)
+		}
+		if !info.Isolated {
+			return fmt.Errorf("firewall: bridge port %q is not isolated", port.Attrs().Name)
+		}
+	}
+	return nil
+}
+
+// status reports whether ADD can work: the backend's mechanism is usable
+// (firewalld answers on the bus; iptables-restore exists and the table can
+// be read; nf_tables answers).
+func status(ctx context.Context, args *skel.Args) error {
+	c, err := parse(args)
+	if err != nil {
+		return err
+	}
+	b := c.backend(ctx)
+	if err := b.status(ctx); err != nil {
+		return cni.Errorf(cni.CodePluginNotAvailable, "firewall: backend %s is not usable: %v", b.name(), err)
+	}
+	return nil
+}
+
+// gc removes the entries of the network's attachments that are not in
+// cni.dev/valid-attachments, from every backend, carrying on past errors.
+func gc(ctx context.Context, args *skel.Args) error {
+	c, err := parse(args)
+	if err != nil {
+		return err
+	}
+	var keepList []nft.Attachment
+	for _, v := range c.GCValidAttachments() {
+		keepList = append(keepList, nft.Attachment{ContainerID: v.ContainerID, IfName: v.IfName})
+	}
+	keep := nft.NewKeepSet(c.Name, keepList)
+	var errs []error
+	for _, name := range []string{backendNftables, backendIptables, backendFirewalld} {
+		if err := c.backendNamed(name).gc(ctx, c.Name, keep); err != nil {
+			errs = append(errs, fmt.Errorf("backend %s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("firewall: %w", err)
+	}
+	return nil
+}
