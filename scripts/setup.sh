@@ -15,6 +15,9 @@ fi
 packages=(iproute2 iputils-ping nftables containernetworking-plugins procps)
 # scripts/guest-test.sh: QEMU for its guest, xz to unpack the guest kernel (a faster boot).
 packages+=(qemu-system-x86 xz-utils)
+# test/interop: real container runtimes drive cnikit (each in a private sandbox),
+# busybox-static makes their image.
+packages+=(podman runc conmon containerd docker.io busybox-static)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +25,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "setup: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
+	# Installing containerd and docker.io must not start their daemons on the
+	# machine (a docker0 bridge, iptables rules): deny service starts meanwhile.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
