@@ -31,12 +31,14 @@ import (
 //	chain hostports-output { type nat hook output priority dstnat + 10
 //	    fib daddr type local jump hostports-dnat }
 //	chain hostports-dnat {
+//	    ip6 daddr ::1 return
 //	    ip saddr . ip daddr . meta l4proto . th dport @hostports-ip4-allow dnat ip to ip daddr . meta l4proto . th dport map @hostports-ip4
 //	    ip saddr . ip daddr . meta l4proto . th dport @hostports-any4-allow dnat ip to meta l4proto . th dport map @hostports-any4 }
 //	chain hostports-postrouting { type nat hook postrouting priority srcnat + 10
 //	    meta l4proto tcp ct status dnat ip daddr . meta l4proto . tcp dport . ct original proto-dst vmap @hostports-masq4
 //	    (the same for udp and sctp) }
 //	chain hairpin-<subnet hash> { ip saddr <subnet> masquerade; ip saddr 127.0.0.0/8 masquerade }
+//	                    # (IPv6: the subnet only; see ::1 in hostports-dnat)
 //	chain hostports-masq-all { masquerade }
 //
 // Only traffic addressed to the host itself (fib daddr type local) is
@@ -105,8 +107,8 @@ const (
 	// SNATNone masquerades nothing (snat false).
 	SNATNone SNATMode = iota
 	// SNATHairpin masquerades connections from the container's subnet (a
-	// container reaching itself or a neighbour through the host) and from
-	// the loopback addresses.
+	// container reaching itself or a neighbour through the host) and, for
+	// IPv4, from 127.0.0.0/8.
 	SNATHairpin
 	// SNATAll masquerades every connection (masqAll).
 	SNATAll
@@ -383,7 +385,11 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 			continue
 		}
 		f := familyOf(p.Container.IP)
-		for _, src := range []net.IPNet{*p.subnet(), f.loopback} {
+		sources := []net.IPNet{*p.subnet()}
+		if f == portFamily4 {
+			sources = append(sources, f.loopback)
+		}
+		for _, src := range sources {
 			c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: chain, Exprs: append(
 				matchPrefix(f, f.saddrOff, src, expr.CmpOpEq), &expr.Masq{})})
 		}
@@ -391,6 +397,11 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 
 	dnat := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: HostPortsDNAT})
 	c.nft.FlushChain(dnat)
+	// ip6 daddr ::1 return: the kernel drops packets to ::1 that arrive on
+	// any interface but lo (RFC 4291 2.5.3), so a reply to a connection from
+	// ::1 could never come back; such connections are left to the host.
+	c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: append(
+		matchPrefix(portFamily6, portFamily6.daddrOff, portFamily6.loopback, expr.CmpOpEq), &expr.Verdict{Kind: expr.VerdictReturn})})
 	for _, f := range portFamilies {
 		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, named[f.specificAllow], named[f.specific], true)})
 		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, named[f.anyAllow], named[f.any], false)})
