@@ -312,15 +312,23 @@ func requireReference(t testing.TB) {
 // plugins on CNI_PATH) inside the host namespace and returns its output.
 func (e *env) runReference(t testing.TB, verb string, conf []byte, nsPath string) []byte {
 	t.Helper()
+	conf = bytes.Replace(conf, []byte(`"1.1.0"`), []byte(`"1.0.0"`), 1)
+	return e.exec(t, filepath.Join(plugintest.ReferenceDir, "ptp"), plugintest.ReferenceDir, verb, conf, nsPath)
+}
+
+// exec runs a plugin binary inside the host namespace, as a runtime would,
+// and returns its output.
+func (e *env) exec(t testing.TB, binary, cniPath, verb string, conf []byte, nsPath string) []byte {
+	t.Helper()
 	var out []byte
 	e.host.Do(func() error {
-		cmd := exec.Command(filepath.Join(plugintest.ReferenceDir, "ptp"))
-		cmd.Stdin = bytes.NewReader(bytes.Replace(conf, []byte(`"1.1.0"`), []byte(`"1.0.0"`), 1))
+		cmd := exec.Command(binary)
+		cmd.Stdin = bytes.NewReader(conf)
 		cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID=ctr1", "CNI_NETNS="+nsPath,
-			"CNI_IFNAME=eth0", "CNI_PATH="+plugintest.ReferenceDir)
+			"CNI_IFNAME=eth0", "CNI_PATH="+cniPath)
 		var err error
 		if out, err = cmd.Output(); err != nil {
-			return fmt.Errorf("reference ptp %s: %v: %s", verb, err, out)
+			return fmt.Errorf("%s %s: %v: %s", binary, verb, err, out)
 		}
 		return nil
 	})
