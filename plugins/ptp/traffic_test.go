@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
 )
 
@@ -124,4 +125,66 @@ func TestNoMasqueradeWithoutIPMasq(t *testing.T) {
 	if got := <-peer; got != res.IPs[0].Address.IP.String() {
 		t.Errorf("outside saw the connection from %s, want the container's %s", got, res.IPs[0].Address.IP)
 	}
+}
+
+// TestConcurrentAdds: containers added and deleted at the same time on one
+// network all get distinct addresses, their own host end and masquerade
+// element, reach the host, and leave nothing behind.
+func TestConcurrentAdds(t *testing.T) {
+	e := newEnv(t)
+	const n = 12
+	c := netConf(t, "busy", e.hostLocal("10.35.0.0/24", "fd35::/64"), map[string]any{"ipMasq": true})
+	conts := make([]*nstest.NS, n)
+	for i := range conts {
+		conts[i] = nstest.New(t)
+	}
+	results := make([][]byte, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			out, cerr := e.run(call{verb: "ADD", conf: c, netns: conts[i].Path(), cid: fmt.Sprintf("c%d", i)})
+			results[i] = out
+			if cerr != nil {
+				errs <- cerr
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("ADD: %v", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i, out := range results {
+		res, err := cni.ParseResult(out, "1.1.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ip := range res.IPs {
+			mustf(t, !seen[ip.Address.IP.String()], "address %s handed out twice", ip.Address.IP)
+			seen[ip.Address.IP.String()] = true
+		}
+		mustf(t, e.host.Ping(res.IPs[0].Address.IP.String()) == nil, "container %d unreachable", i)
+	}
+	mustf(t, len(e.masqueraded()) == 2*n, "masqueraded %d addresses, want %d", len(e.masqueraded()), 2*n)
+	before := len(e.hostLinks())
+	for i := range n {
+		go func() {
+			_, cerr := e.run(call{verb: "DEL", conf: withPrevResult(t, c, results[i]), netns: conts[i].Path(), cid: fmt.Sprintf("c%d", i)})
+			if cerr != nil {
+				errs <- cerr
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("DEL: %v", err)
+		}
+	}
+	mustf(t, len(e.hostLinks()) == before-n, "host links %v", e.hostLinks())
+	mustf(t, len(e.masqueraded()) == 0, "masquerade left: %v", e.masqueraded())
 }
