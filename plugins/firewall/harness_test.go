@@ -98,6 +98,18 @@ func (e *env) spawned() (v4, v6 int) {
 // connectOutside links the outside namespace to the host with a veth pair,
 // routes both ways, and turns on forwarding in the host.
 func (e *env) connectOutside() {
+	// No DAD: tentative link-local addresses delay the first neighbour
+	// discovery by a second, longer than a probe waits.
+	for _, ns := range []*nstest.NS{e.host, e.outside} {
+		ns.Do(func() error {
+			for _, conf := range []string{"all", "default"} {
+				if err := link.SetSysctl("net/ipv6/conf/"+conf+"/accept_dad", "0"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	h := e.host.Handle()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "to-out"}, PeerName: "eth0",
 		PeerNamespace: netlink.NsFd(e.outside.Fd())}
@@ -134,6 +146,14 @@ func (e *env) connectOutside() {
 			if err := side.h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil {
 				e.t.Fatal(err)
 			}
+		}
+	}
+	// The new link's IPv6 becomes usable only once the kernel has seen its
+	// carrier (up to a second later): wait for an answer (ping -w returns
+	// on the first one).
+	for _, addr := range []string{outside4, outside6} {
+		if out, err := e.host.Run("ping", "-c", "1", "-w", "10", addr); err != nil {
+			e.t.Fatalf("the outside namespace does not answer at %s: %v\n%s", addr, err, out)
 		}
 	}
 	e.host.Do(func() error {
@@ -249,6 +269,17 @@ func (e *env) mustFw(verb string, n network, c *container) {
 	}
 }
 
+// probe reports whether from reaches addr. Expecting an answer, it allows
+// a retry (see reaches); expecting none, it sends one ping, since a dropped
+// ping costs the whole timeout.
+func probe(from *nstest.NS, addr string, expect bool) bool {
+	if expect {
+		return reaches(from, addr)
+	}
+	_, err := from.Run("ping", "-c", "1", "-W", "1", addr)
+	return err == nil
+}
+
 // reaches reports whether from gets an answer to one ping to addr.
 func reaches(from *nstest.NS, addr string) bool {
 	_, err := from.Run("ping", "-c", "1", "-W", "1", addr)
@@ -300,4 +331,17 @@ func containsSub(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+func splitFields(s string) []string { return strings.Fields(s) }
+
+// splitLines returns the lines of s that contain sub.
+func splitLines(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
