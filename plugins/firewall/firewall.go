@@ -99,16 +99,20 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 	if len(a.IPs) == 0 && a.Isolation == nil {
 		return c.PrevResult, nil
 	}
+	// The port is looked up first so that a result without one changes
+	// nothing.
+	var port netlink.Link
+	if c.IngressPolicy == policyIsolated {
+		if port, err = bridgePort(c.PrevResult, a.Isolation.Bridge); err != nil {
+			return nil, err
+		}
+	}
 	b := c.backend(ctx)
 	args.Log.Debug("firewall ADD", "backend", b.name(), "attachment", a.String(), "ips", a.IPs)
 	if err := b.add(ctx, a); err != nil {
 		return nil, fmt.Errorf("firewall: %w", err)
 	}
-	if c.IngressPolicy == policyIsolated {
-		port, err := bridgePort(c.PrevResult, a.Isolation.Bridge)
-		if err != nil {
-			return nil, err
-		}
+	if port != nil {
 		if err := netlink.LinkSetIsolated(port, true); err != nil {
 			return nil, fmt.Errorf("firewall: isolating bridge port %q: %w", port.Attrs().Name, err)
 		}
