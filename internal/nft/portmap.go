@@ -19,10 +19,13 @@ import (
 //	                    # host IP . protocol . host port : container IP . container port
 //	map hostports-any4  { type inet_proto . inet_service : ipv4_addr . inet_service }
 //	                    # protocol . host port (any local address) : container IP . container port
+//	set hostports-ip4-cond  { type ipv4_addr . inet_proto . inet_service }
+//	set hostports-any4-cond { type inet_proto . inet_service }
+//	                    # the mappings that have conditions (conditionsV4/V6) ...
 //	set hostports-ip4-allow  { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
 //	set hostports-any4-allow { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval }
-//	                    # source range . destination range . protocol . host port:
-//	                    # the connections a mapping applies to (conditionsV4/V6)
+//	                    # ... and the connections they apply to:
+//	                    # source range . destination range . protocol . host port
 //	map hostports-masq4 { type ipv4_addr . inet_proto . inet_service . inet_service : verdict }
 //	                    # container IP . protocol . container port . host port : jump <snat chain>
 //
@@ -32,14 +35,16 @@ import (
 //	    fib daddr type local jump hostports-dnat }
 //	chain hostports-dnat {
 //	    ip6 daddr ::1 return
-//	    ip saddr . ip daddr . meta l4proto . th dport @hostports-ip4-allow dnat ip to ip daddr . meta l4proto . th dport map @hostports-ip4
-//	    ip saddr . ip daddr . meta l4proto . th dport @hostports-any4-allow dnat ip to meta l4proto . th dport map @hostports-any4 }
+//	    ip daddr . meta l4proto . th dport @hostports-ip4-cond ip saddr . ip daddr . meta l4proto . th dport != @hostports-ip4-allow return
+//	    dnat ip to ip daddr . meta l4proto . th dport map @hostports-ip4
+//	    meta l4proto . th dport @hostports-any4-cond ip saddr . ip daddr . meta l4proto . th dport != @hostports-any4-allow return
+//	    dnat ip to meta l4proto . th dport map @hostports-any4 }
 //	chain hostports-postrouting { type nat hook postrouting priority srcnat + 10
 //	    meta l4proto tcp ct status dnat ip daddr . meta l4proto . tcp dport . ct original proto-dst vmap @hostports-masq4
 //	    (the same for udp and sctp) }
+//	chain hostports-masq-all { masquerade }
 //	chain hairpin-<subnet hash> { ip saddr <subnet> masquerade; ip saddr 127.0.0.0/8 masquerade }
 //	                    # (IPv6: the subnet only; see ::1 in hostports-dnat)
-//	chain hostports-masq-all { masquerade }
 //
 // Only traffic addressed to the host itself (fib daddr type local) is
 // translated, so a mapping whose host IP is not local never captures
@@ -51,13 +56,15 @@ import (
 // DNATed, and its original port is the mapping's host port), so no packet mark
 // bit is consumed.
 //
-// Each mapping of an attachment is one element in each of the three kinds
-// of set (more in the allow set when conditions make several ranges), all
-// commented with Attachment.Comment: the work of an ADD or DEL does not depend
-// on how many containers exist. Elements are exact-match keys, so a second
-// attachment asking for a host port already mapped makes the batch fail (the
-// kernel refuses an element whose key exists with other data) instead of
-// silently taking the port over.
+// A mapping is one element in the DNAT map and, with SNAT, one in the
+// masquerade map; with conditions, one more in the cond set and one per
+// range pair in the allow set. All carry Attachment.Comment. The work of an
+// ADD or DEL does not depend on how many containers exist: the base (sets
+// and chains) is written only when missing, and only hash sets are touched
+// unless the mapping has conditions. Keys are exact, so a second attachment
+// asking for a host port already mapped makes the batch fail (the kernel
+// refuses an element whose key exists with other data) instead of silently
+// taking the port over.
 //
 // With route_localnet set on an interface (for connections from 127.0.0.1),
 // the localnet guard drops 127.0.0.0/8 traffic on every interface but lo, as
@@ -69,6 +76,9 @@ import (
 //	chain localnet-guard-out { type filter hook postrouting priority srcnat + 20
 //	    oif != "lo" ip saddr 127.0.0.0/8 drop
 //	    oif != "lo" ip daddr 127.0.0.0/8 drop }
+//
+// A change to the base must also rename HostPortsPostrouting (written last),
+// which AddHostPorts probes to decide whether the base is there.
 const (
 	HostPortsPrerouting  = "hostports-prerouting"
 	HostPortsOutput      = "hostports-output"
@@ -143,20 +153,22 @@ type portFamily struct {
 	addrType nftables.SetDatatype
 	loopback net.IPNet
 	// set names
-	specific, any, specificAllow, anyAllow, masq string
+	specific, any, specificCond, anyCond, specificAllow, anyAllow, masq string
 }
 
 var (
 	portFamily4 = &portFamily{
 		nfproto: unix.NFPROTO_IPV4, addrLen: 4, saddrOff: 12, daddrOff: 16, addrType: nftables.TypeIPAddr,
 		loopback: net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)},
-		specific: "hostports-ip4", any: "hostports-any4", specificAllow: "hostports-ip4-allow", anyAllow: "hostports-any4-allow",
+		specific: "hostports-ip4", any: "hostports-any4", specificCond: "hostports-ip4-cond", anyCond: "hostports-any4-cond",
+		specificAllow: "hostports-ip4-allow", anyAllow: "hostports-any4-allow",
 		masq: "hostports-masq4",
 	}
 	portFamily6 = &portFamily{
 		nfproto: unix.NFPROTO_IPV6, addrLen: 16, saddrOff: 8, daddrOff: 24, addrType: nftables.TypeIP6Addr,
 		loopback: net.IPNet{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)},
-		specific: "hostports-ip6", any: "hostports-any6", specificAllow: "hostports-ip6-allow", anyAllow: "hostports-any6-allow",
+		specific: "hostports-ip6", any: "hostports-any6", specificCond: "hostports-ip6-cond", anyCond: "hostports-any6-cond",
+		specificAllow: "hostports-ip6-allow", anyAllow: "hostports-any6-allow",
 		masq: "hostports-masq6",
 	}
 	portFamilies = []*portFamily{portFamily4, portFamily6}
@@ -191,6 +203,16 @@ func (f *portFamily) anyMap() *nftables.Set {
 		DataType: nftables.MustConcatSetType(f.addrType, nftables.TypeInetService)}
 }
 
+func (f *portFamily) specificCondSet() *nftables.Set {
+	return &nftables.Set{Table: inetTable, Name: f.specificCond, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(f.addrType, nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
+func (f *portFamily) anyCondSet() *nftables.Set {
+	return &nftables.Set{Table: inetTable, Name: f.anyCond, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)}
+}
+
 func (f *portFamily) allowSet(name string) *nftables.Set {
 	return &nftables.Set{Table: inetTable, Name: name, Interval: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(f.addrType, f.addrType, nftables.TypeInetProto, nftables.TypeInetService)}
@@ -206,14 +228,14 @@ func (f *portFamily) masqMap() *nftables.Set {
 }
 
 func (f *portFamily) sets() []*nftables.Set {
-	return []*nftables.Set{f.specificMap(), f.anyMap(), f.specificAllowSet(), f.anyAllowSet(), f.masqMap()}
+	return []*nftables.Set{f.specificMap(), f.anyMap(), f.specificCondSet(), f.anyCondSet(), f.specificAllowSet(), f.anyAllowSet(), f.masqMap()}
 }
 
 // hostPortSetNames lists every set and map of the program.
 func hostPortSetNames() []string {
 	var names []string
 	for _, f := range portFamilies {
-		names = append(names, f.specific, f.any, f.specificAllow, f.anyAllow, f.masq)
+		names = append(names, f.specific, f.any, f.specificCond, f.anyCond, f.specificAllow, f.anyAllow, f.masq)
 	}
 	return names
 }
@@ -305,10 +327,10 @@ func hostPortElements(ports []HostPort, comment string) ([]setElement, error) {
 		if dests == nil {
 			dests = []IPRange{fullRange(f)}
 		}
-		dnatMap, allowSet := setFor(f.anyMap), setFor(f.anyAllowSet)
+		dnatMap, condSet, allowSet := setFor(f.anyMap), setFor(f.anyCondSet), setFor(f.anyAllowSet)
 		dnatKey := concat(proto, port)
 		if p.HostIP != nil {
-			dnatMap, allowSet = setFor(f.specificMap), setFor(f.specificAllowSet)
+			dnatMap, condSet, allowSet = setFor(f.specificMap), setFor(f.specificCondSet), setFor(f.specificAllowSet)
 			dnatKey = concat(f.addr(p.HostIP), proto, port)
 			// The mapping's destination is the host IP, if the
 			// conditions allow it at all.
@@ -323,11 +345,14 @@ func hostPortElements(ports []HostPort, comment string) ([]setElement, error) {
 			}
 		}
 		add(dnatMap, nftables.SetElement{Key: dnatKey, Val: target})
-		for _, s := range sources {
-			for _, d := range dests {
-				add(allowSet, nftables.SetElement{
-					Key:    concat(s.First.AsSlice(), d.First.AsSlice(), proto, port),
-					KeyEnd: concat(s.Last.AsSlice(), d.Last.AsSlice(), proto, port)})
+		if p.Sources != nil || p.Destinations != nil {
+			add(condSet, nftables.SetElement{Key: dnatKey})
+			for _, s := range sources {
+				for _, d := range dests {
+					add(allowSet, nftables.SetElement{
+						Key:    concat(s.First.AsSlice(), d.First.AsSlice(), proto, port),
+						KeyEnd: concat(s.Last.AsSlice(), d.Last.AsSlice(), proto, port)})
+				}
 			}
 		}
 		if chain := p.snatChain(); chain != "" {
@@ -354,10 +379,10 @@ func fullRange(f *portFamily) IPRange {
 	return IPRange{First: netip.IPv6Unspecified(), Last: netip.AddrFrom16(last)}
 }
 
-// queueHostPortBase queues the table, sets, base chains and the SNAT chains
-// ports jump to. Base chains are flushed and rewritten, so every ADD makes
-// the program converge to this version.
-func (c *Conn) queueHostPortBase(ports []HostPort) error {
+// queueHostPortBase queues the table, sets and chains of the program
+// (everything but the hairpin chains). Chains are flushed and rewritten, so
+// the program converges to this version.
+func (c *Conn) queueHostPortBase() error {
 	c.nft.AddTable(inetTable)
 	named := map[string]*nftables.Set{}
 	for _, f := range portFamilies {
@@ -369,31 +394,9 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 		}
 	}
 
-	// SNAT chains first: the postrouting map's elements jump to them.
-	snatChains := map[string]bool{}
-	for i := range ports {
-		p := &ports[i]
-		name := p.snatChain()
-		if name == "" || snatChains[name] {
-			continue
-		}
-		snatChains[name] = true
-		chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: name})
-		c.nft.FlushChain(chain)
-		if p.SNAT == SNATAll {
-			c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: chain, Exprs: []expr.Any{&expr.Masq{}}})
-			continue
-		}
-		f := familyOf(p.Container.IP)
-		sources := []net.IPNet{*p.subnet()}
-		if f == portFamily4 {
-			sources = append(sources, f.loopback)
-		}
-		for _, src := range sources {
-			c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: chain, Exprs: append(
-				matchPrefix(f, f.saddrOff, src, expr.CmpOpEq), &expr.Masq{})})
-		}
-	}
+	masqAll := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: HostPortsMasqAll})
+	c.nft.FlushChain(masqAll)
+	c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: masqAll, Exprs: []expr.Any{&expr.Masq{}}})
 
 	dnat := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: HostPortsDNAT})
 	c.nft.FlushChain(dnat)
@@ -403,8 +406,14 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 	c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: append(
 		matchPrefix(portFamily6, portFamily6.daddrOff, portFamily6.loopback, expr.CmpOpEq), &expr.Verdict{Kind: expr.VerdictReturn})})
 	for _, f := range portFamilies {
-		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, named[f.specificAllow], named[f.specific], true)})
-		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, named[f.anyAllow], named[f.any], false)})
+		for _, specific := range []bool{true, false} {
+			dnatMap, cond, allow := named[f.any], named[f.anyCond], named[f.anyAllow]
+			if specific {
+				dnatMap, cond, allow = named[f.specific], named[f.specificCond], named[f.specificAllow]
+			}
+			c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: refusedByConditionsRule(f, cond, allow, specific)})
+			c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: dnat, Exprs: dnatRule(f, dnatMap, specific)})
+		}
 	}
 
 	toLocal := []expr.Any{
@@ -434,26 +443,72 @@ func (c *Conn) queueHostPortBase(ports []HostPort) error {
 	return nil
 }
 
-// dnatRule is "ip saddr . ip daddr . meta l4proto . th dport @<allow> dnat
-// ip to <key> map @<map>", where key is "ip daddr . meta l4proto . th dport"
-// for the host-IP-specific map and "meta l4proto . th dport" for the other.
-func dnatRule(f *portFamily, allow, dnat *nftables.Set, specific bool) []expr.Any {
-	a := f.addrLen
-	exprs := append(nfproto([]byte{f.nfproto}),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: a},
-		&expr.Payload{DestRegister: reg32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: a},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(2 * a)},
-		&expr.Payload{DestRegister: reg32(2*a + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, SetName: allow.Name, SetID: allow.ID},
-	)
+// queueHairpinChain queues the chain that masquerades connections from
+// subnet (and, for IPv4, from 127.0.0.0/8) through a mapping.
+func (c *Conn) queueHairpinChain(subnet *net.IPNet) {
+	f := familyOf(subnet.IP)
+	chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: HairpinChain(subnet)})
+	c.nft.FlushChain(chain)
+	sources := []net.IPNet{*subnet}
+	if f == portFamily4 {
+		sources = append(sources, f.loopback)
+	}
+	for _, src := range sources {
+		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: chain, Exprs: append(
+			matchPrefix(f, f.saddrOff, src, expr.CmpOpEq), &expr.Masq{})})
+	}
+	c.queued++
+}
+
+// hasChain reports whether table inet cnikit has the chain: one request,
+// whatever the size of the ruleset.
+func (c *Conn) hasChain(name string) (bool, error) {
+	_, err := c.nft.ListChain(inetTable, name)
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up nftables chain %s %s: %w", TableName, name, err)
+	}
+	return true, nil
+}
+
+// loadKey loads "[ip daddr .] meta l4proto . th dport" into the registers
+// from 1: the key of a DNAT map or cond set.
+func loadKey(f *portFamily, specific bool) []expr.Any {
+	var exprs []expr.Any
 	off := uint32(0)
 	if specific {
-		exprs = append(exprs, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: a})
-		off = a
+		exprs = append(exprs, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: f.addrLen})
+		off = f.addrLen
 	}
 	return append(exprs,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(off)},
 		&expr.Payload{DestRegister: reg32(off + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	)
+}
+
+// refusedByConditionsRule is "<key> @<cond> ip saddr . ip daddr . meta
+// l4proto . th dport != @<allow> return": a mapping with conditions does
+// not apply to the connections they leave out.
+func refusedByConditionsRule(f *portFamily, cond, allow *nftables.Set, specific bool) []expr.Any {
+	a := f.addrLen
+	exprs := append(nfproto([]byte{f.nfproto}), loadKey(f, specific)...)
+	return append(exprs,
+		&expr.Lookup{SourceRegister: 1, SetName: cond.Name, SetID: cond.ID},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOff, Len: a},
+		&expr.Payload{DestRegister: reg32(a), Base: expr.PayloadBaseNetworkHeader, Offset: f.daddrOff, Len: a},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(2 * a)},
+		&expr.Payload{DestRegister: reg32(2*a + 4), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: allow.Name, SetID: allow.ID, Invert: true},
+		&expr.Verdict{Kind: expr.VerdictReturn},
+	)
+}
+
+// dnatRule is "dnat ip to <key> map @<map>".
+func dnatRule(f *portFamily, dnat *nftables.Set, specific bool) []expr.Any {
+	exprs := append(nfproto([]byte{f.nfproto}), loadKey(f, specific)...)
+	return append(exprs,
 		&expr.Lookup{SourceRegister: 1, SetName: dnat.Name, SetID: dnat.ID, IsDestRegSet: true, DestRegister: 1},
 		dnatTo(f),
 	)
@@ -515,8 +570,37 @@ func (c *Conn) AddHostPorts(a Attachment, ports []HostPort) error {
 	if err != nil {
 		return err
 	}
-	if err := c.queueHostPortBase(ports); err != nil {
+	// Probing costs a request each; rewriting the base every time would
+	// cost the kernel far more.
+	present, err := c.hasChain(HostPortsPostrouting)
+	if err != nil {
 		return err
+	}
+	if !present {
+		if err := c.queueHostPortBase(); err != nil {
+			return err
+		}
+	}
+	hairpins := map[string]bool{}
+	for i := range ports {
+		if ports[i].SNAT != SNATHairpin {
+			continue
+		}
+		subnet := ports[i].subnet()
+		name := HairpinChain(subnet)
+		if hairpins[name] {
+			continue
+		}
+		hairpins[name] = true
+		if present {
+			if have, err := c.hasChain(name); err != nil || have {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		c.queueHairpinChain(subnet)
 	}
 	for _, e := range elems {
 		bare := e.elem
@@ -748,8 +832,12 @@ func (c *Conn) CheckHostPorts(a Attachment, ports []HostPort) error {
 }
 
 // AddLocalnetGuard queues the chains that drop 127.0.0.0/8 traffic on every
-// interface but lo. Set them before setting route_localnet anywhere.
-func (c *Conn) AddLocalnetGuard() {
+// interface but lo, unless they exist. Set them before setting
+// route_localnet anywhere.
+func (c *Conn) AddLocalnetGuard() error {
+	if have, err := c.hasChain(LocalnetGuardOut); err != nil || have {
+		return err
+	}
 	c.nft.AddTable(inetTable)
 	policy := nftables.ChainPolicyAccept
 	f := portFamily4
@@ -778,6 +866,7 @@ func (c *Conn) AddLocalnetGuard() {
 		}
 	}
 	c.queued++
+	return nil
 }
 
 // ProbeHostPorts checks that nf_tables answers in this namespace: it looks

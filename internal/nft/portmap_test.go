@@ -63,16 +63,17 @@ func TestHostPortsLifecycle(t *testing.T) {
 				t.Fatalf("%s: %v", step.name, err)
 			}
 		}
-		// A: 3 dnat + 3 source + 3 masquerade elements; other: no SNAT.
+		// A: 3 dnat + 3 masquerade elements, and the third mapping's
+		// conditions: 1 cond + 1 allow; other: no SNAT.
 		elems, err := c.ListHostPorts()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := countOf(elems, a); n != 9 {
-			t.Errorf("A has %d elements, want 9: %+v", n, elems)
+		if n := countOf(elems, a); n != 8 {
+			t.Errorf("A has %d elements, want 8: %+v", n, elems)
 		}
-		if n := countOf(elems, other); n != 2 {
-			t.Errorf("other has %d elements, want 2", n)
+		if n := countOf(elems, other); n != 1 {
+			t.Errorf("other has %d elements, want 1", n)
 		}
 		if err := c.CheckHostPorts(a, portsA); err != nil {
 			t.Errorf("CHECK of A: %v", err)
@@ -137,8 +138,11 @@ func TestHostPortsLifecycle(t *testing.T) {
 	out := ns.MustRun("nft", "list", "table", "inet", "cnikit")
 	for _, want := range []string{
 		"tcp . 8080 comment", ": 10.1.0.5 . 80",
-		"0.0.0.0/0 . 192.0.2.1 . tcp . 8443", "fd00::/112 . ::/0 . udp . 5353", "0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080",
+		"192.0.2.1 . tcp . 8443 comment", "fd00::/112 . ::/0 . udp . 5353 comment",
 		"fib daddr type local jump hostports-dnat", "priority dstnat + 10",
+		"ip6 daddr ::1 return",
+		"meta l4proto . th dport @hostports-any6-cond ip6 saddr . ip6 daddr . meta l4proto . th dport != @hostports-any6-allow return",
+		"dnat ip to ip daddr . meta l4proto . th dport map @hostports-ip4",
 		"ct status dnat ip daddr . meta l4proto . tcp dport . ct original proto-dst vmap @hostports-masq4",
 		"ip saddr 10.1.0.0/24 masquerade", "ip saddr 127.0.0.0/8 masquerade", "jump hostports-masq-all",
 	} {
@@ -159,7 +163,7 @@ func TestHostPortsLifecycle(t *testing.T) {
 			t.Errorf("DEL of a key held by B: got %v, want a clash", err)
 		}
 		elems, _ := c.ListHostPorts()
-		if countOf(elems, a) != 0 || countOf(elems, b) != 3 {
+		if countOf(elems, a) != 0 || countOf(elems, b) != 2 {
 			t.Fatalf("after DEL of A: %d elements of A, %d of B", countOf(elems, a), countOf(elems, b))
 		}
 		// DEL by comment.
@@ -170,7 +174,7 @@ func TestHostPortsLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		found, err := c.DelHostPortsOf(a)
-		if err != nil || len(found) != 9 {
+		if err != nil || len(found) != 8 {
 			t.Fatalf("DelHostPortsOf(A) found %d, %v", len(found), err)
 		}
 		if err := c.Flush(); err != nil {
@@ -178,14 +182,14 @@ func TestHostPortsLifecycle(t *testing.T) {
 		}
 		// GC of net1 keeping nothing removes B and leaves net2 alone.
 		stale, err := c.GCHostPorts("net1", NewKeepSet("net1", nil))
-		if err != nil || len(stale) != 3 {
+		if err != nil || len(stale) != 2 {
 			t.Fatalf("GC found %d, %v", len(stale), err)
 		}
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		elems, _ = c.ListHostPorts()
-		if len(elems) != 2 || countOf(elems, other) != 2 {
+		if len(elems) != 1 || countOf(elems, other) != 1 {
 			t.Errorf("after GC: %+v", elems)
 		}
 		return c.ProbeHostPorts()
@@ -213,11 +217,17 @@ func TestDelHostPortsWithoutProgram(t *testing.T) {
 
 func TestLocalnetGuard(t *testing.T) {
 	ns := nstest.New(t)
-	withConn(t, ns, func(c *Conn) error {
-		c.AddLocalnetGuard()
-		c.AddLocalnetGuard() // rewriting it is harmless
-		return c.Flush()
-	})
+	for i := 0; i < 2; i++ { // the second finds it there
+		withConn(t, ns, func(c *Conn) error {
+			if err := c.AddLocalnetGuard(); err != nil {
+				return err
+			}
+			if i == 1 && c.Pending() != 0 {
+				t.Errorf("the guard was queued again")
+			}
+			return c.Flush()
+		})
+	}
 	out := ns.MustRun("nft", "list", "table", "inet", "cnikit")
 	for _, want := range []string{
 		`iif != "lo" ip daddr 127.0.0.0/8 drop`, `iif != "lo" ip saddr 127.0.0.0/8 drop`,
@@ -244,7 +254,7 @@ func TestHostPortElements(t *testing.T) {
 		allow int // elements in the allow set
 		masq  bool
 	}{
-		{"any address, any source", tcpPort(t, "", 80, "10.1.0.5/24", 80), 1, true},
+		{"any address, any source", tcpPort(t, "", 80, "10.1.0.5/24", 80), 0, true},
 		{"destinations split in two", HostPort{Protocol: unix.IPPROTO_TCP, Port: 80, Container: mustCIDR(t, "10.1.0.5/24"), ContainerPort: 80,
 			Destinations: notLoopback}, 2, false},
 		{"sources times destinations", HostPort{Protocol: unix.IPPROTO_UDP, Port: 53, Container: mustCIDR(t, "10.1.0.5/24"), ContainerPort: 53,
@@ -259,9 +269,11 @@ func TestHostPortElements(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var dnat, allow, masq int
+			var dnat, cond, allow, masq int
 			for _, e := range elems {
 				switch {
+				case strings.HasSuffix(e.set.Name, "-cond"):
+					cond++
 				case strings.HasSuffix(e.set.Name, "-allow"):
 					allow++
 				case strings.HasPrefix(e.set.Name, "hostports-masq"):
@@ -273,8 +285,10 @@ func TestHostPortElements(t *testing.T) {
 					t.Errorf("element of %s has comment %q", e.set.Name, e.elem.Comment)
 				}
 			}
-			if dnat != 1 || allow != tc.allow || (masq == 1) != tc.masq {
-				t.Errorf("got %d dnat, %d allow, %d masquerade elements; want 1, %d, masquerade %v", dnat, allow, masq, tc.allow, tc.masq)
+			conditioned := tc.port.Sources != nil || tc.port.Destinations != nil
+			if dnat != 1 || (cond == 1) != conditioned || allow != tc.allow || (masq == 1) != tc.masq {
+				t.Errorf("got %d dnat, %d cond, %d allow, %d masquerade elements; want 1, conditioned %v, %d, masquerade %v",
+					dnat, cond, allow, masq, conditioned, tc.allow, tc.masq)
 			}
 		})
 	}

@@ -77,11 +77,15 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 	}
 
 	// route_localnet lets connections from 127.0.0.1 reach the container
-	// (they are masqueraded on the way); the guard that drops martian
-	// 127.0.0.0/8 traffic goes in the same batch, before it is set.
+	// (they are masqueraded on the way); when it must be set, the guard
+	// that drops martian 127.0.0.0/8 traffic goes in the same batch, before.
 	var localnetIface string
 	if c.snat() && v4 != nil {
-		localnetIface = routeInterface(v4.IP)
+		if iface := routeInterface(v4.IP); iface != "" {
+			if v, err := link.Sysctl(routeLocalnet(iface)); err == nil && v != "1" {
+				localnetIface = iface
+			}
+		}
 	}
 	// The record is written first: elements never exist without one, so a
 	// DEL always finds what to delete.
@@ -93,7 +97,7 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 		return nil, err
 	}
 	if localnetIface != "" {
-		if err := link.EnsureSysctl("net/ipv4/conf/"+localnetIface+"/route_localnet", "1"); err != nil {
+		if err := link.SetSysctl(routeLocalnet(localnetIface), "1"); err != nil {
 			return nil, fmt.Errorf("portmap: %w", err)
 		}
 	}
@@ -110,7 +114,9 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 func program(conn *nft.Conn, att nft.Attachment, ports []nft.HostPort, guard bool) error {
 	queue := func() error {
 		if guard {
-			conn.AddLocalnetGuard()
+			if err := conn.AddLocalnetGuard(); err != nil {
+				return err
+			}
 		}
 		return conn.AddHostPorts(att, ports)
 	}
@@ -162,6 +168,8 @@ func holderOf(comment string) string {
 	}
 	return comment
 }
+
+func routeLocalnet(iface string) string { return "net/ipv4/conf/" + iface + "/route_localnet" }
 
 // routeInterface is the host interface that routes to ip, or "" when there
 // is no route.

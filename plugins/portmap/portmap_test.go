@@ -62,8 +62,8 @@ func TestTCPMappingReachesContainer(t *testing.T) {
 	if !strings.Contains(out, `iif != "lo" ip daddr 127.0.0.0/8 drop`) {
 		t.Errorf("no martian guard:\n%s", out)
 	}
-	if n := len(tp.elements("c1")); n != 6 {
-		t.Errorf("c1 has %d elements, want 6 (dnat, allow, masquerade for each family)", n)
+	if n := len(tp.elements("c1")); n != 4 {
+		t.Errorf("c1 has %d elements, want 4 (dnat and masquerade for each family)", n)
 	}
 }
 
@@ -204,8 +204,8 @@ func TestDelNeedsNothingResent(t *testing.T) {
 	tp := newTopology(t)
 	serveTCP(t, tp.c1, "c1", 80)
 	tp.add(tp.c1, "c1", []map[string]any{mapping(8080, 80, "tcp", ""), mapping(5353, 53, "udp", hostClientIP)}, nil)
-	if n := len(tp.elements("c1")); n != 9 {
-		t.Fatalf("c1 has %d elements after ADD, want 9", n)
+	if n := len(tp.elements("c1")); n != 6 {
+		t.Fatalf("c1 has %d elements after ADD, want 6", n)
 	}
 	for i := 0; i < 2; i++ {
 		tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, nil, nil, nil)})
@@ -230,8 +230,8 @@ func TestDelWithoutRecord(t *testing.T) {
 	tp.add(tp.c1, "c1", mappings, nil)
 	must(t, os.RemoveAll(stateDir))
 	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, nil, nil, nil)})
-	if n := len(tp.elements("c1")); n != 6 {
-		t.Fatalf("a DEL with nothing to go on removed %d elements", 6-n)
+	if n := len(tp.elements("c1")); n != 4 {
+		t.Fatalf("a DEL with nothing to go on removed %d elements", 4-n)
 	}
 	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, mappings, nil, nil)})
 	if n := len(tp.elements("c1")); n != 0 {
@@ -313,8 +313,8 @@ func TestReAdd(t *testing.T) {
 	if r, err := dialTCP(t, tp.client, hostClientIP+":8081"); err != nil || r.server != "c1" {
 		t.Errorf("the second ADD's mapping: %+v, %v", r, err)
 	}
-	if n := len(tp.elements("c1")); n != 4 {
-		t.Errorf("c1 has %d elements, want 4 (no masquerade with snat false)", n)
+	if n := len(tp.elements("c1")); n != 2 {
+		t.Errorf("c1 has %d elements, want 2 (no masquerade with snat false)", n)
 	}
 }
 
@@ -412,7 +412,7 @@ func TestGC(t *testing.T) {
 	if _, err := os.Stat(recordPath(attachmentOf("c2"))); !os.IsNotExist(err) {
 		t.Errorf("GC left c2's record: %v", err)
 	}
-	if n := len(tp.elements("c1")); n != 6 {
+	if n := len(tp.elements("c1")); n != 4 {
 		t.Errorf("GC removed elements of c1: %d left", n)
 	}
 	if r, err := dialTCP(t, tp.client, hostClientIP+":8080"); err != nil || r.server != "c1" {
@@ -421,7 +421,7 @@ func TestGC(t *testing.T) {
 	// GC of another network removes nothing.
 	other := configJSON(t, nil, nil, map[string]any{"name": "othernet", "cni.dev/valid-attachments": []map[string]string{}})
 	tp.mustRun(call{verb: "GC", conf: other})
-	if n := len(tp.elements("c1")); n != 6 {
+	if n := len(tp.elements("c1")); n != 4 {
 		t.Errorf("GC of another network removed elements of c1: %d left", n)
 	}
 }
