@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 )
 
@@ -876,4 +877,51 @@ func (c *Conn) ProbeHostPorts() error {
 		return fmt.Errorf("querying nftables: %w", err)
 	}
 	return nil
+}
+
+// The reference portmap's nftables backend (containernetworking/plugins
+// v1.6.0 and later, backend "nftables") keeps one rule per mapping in tables
+// ip and ip6 cni_hostport, chains hostports, hostip_hostports and
+// masquerading, commented with the container ID alone. cnikit removes a
+// container's rules there when it deletes an attachment it has no record of,
+// so that a host upgraded from the reference leaks nothing. (The reference's
+// default iptables backend is left alone: cnikit starts no iptables process.)
+const ReferenceHostPortTable = "cni_hostport"
+
+var referenceHostPortChains = []string{"hostports", "hostip_hostports", "masquerading"}
+
+// DelReferenceHostPorts queues the deletion of the reference portmap's rules
+// for containerID, and reports how many. It costs one request per family
+// when the reference tables do not exist.
+func (c *Conn) DelReferenceHostPorts(containerID string) (int, error) {
+	n := 0
+	for _, family := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
+		table, err := c.nft.ListTableOfFamily(ReferenceHostPortTable, family)
+		if IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("looking up nftables table %s: %w", ReferenceHostPortTable, err)
+		}
+		for _, name := range referenceHostPortChains {
+			rules, err := c.nft.GetRules(table, &nftables.Chain{Table: table, Name: name})
+			if IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return n, fmt.Errorf("listing nftables chain %s %s: %w", ReferenceHostPortTable, name, err)
+			}
+			var mine []*nftables.Rule
+			for _, r := range rules {
+				if comment, _ := userdata.GetString(r.UserData, userdata.TypeComment); comment == containerID {
+					mine = append(mine, r)
+				}
+			}
+			if err := c.queueRuleDeletes(mine); err != nil {
+				return n, err
+			}
+			n += len(mine)
+		}
+	}
+	return n, nil
 }

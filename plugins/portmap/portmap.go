@@ -216,7 +216,8 @@ func removeByComment(conn *nft.Conn, att nft.Attachment) ([]nft.HostPortElement,
 // del removes the attachment's mappings as its record lists them: neither
 // prevResult, portMappings nor the namespace is needed. Without a record,
 // it does nothing unless the runtime resent portMappings, in which case it
-// looks for elements carrying the attachment's comment.
+// looks for elements carrying the attachment's comment, and for the
+// reference portmap's nftables rules of the container.
 func del(ctx context.Context, args *skel.Args) error {
 	c, err := parse(args)
 	if err != nil {
@@ -242,8 +243,17 @@ func del(ctx context.Context, args *skel.Args) error {
 		}
 		removed, _ = rec.hostPorts()
 	} else {
-		if _, err := removeByComment(conn, att); err != nil {
-			return err
+		// No record: an attachment of a reference portmap (nftables
+		// backend) on a host upgraded to cnikit, or a lost record.
+		_, err := conn.DelHostPortsOf(att)
+		if err == nil {
+			_, err = conn.DelReferenceHostPorts(att.ContainerID)
+		}
+		if err == nil {
+			err = conn.Flush()
+		}
+		if err != nil {
+			return fmt.Errorf("portmap: removing the nftables rules of %s/%s: %w", att.ContainerID, att.IfName, err)
 		}
 		if mappings, err := c.mappings(); err == nil {
 			v4, v6 := containerIPs(c.PrevResult, args.IfName)

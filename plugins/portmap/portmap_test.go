@@ -470,3 +470,28 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Errorf("refused requests wrote records: %v", err)
 	}
 }
+
+// TestDelRemovesReferenceRules: on a host upgraded from the reference
+// portmap (nftables backend), DEL of a container cnikit has no record of
+// removes the reference's rules for that container, and only those.
+func TestDelRemovesReferenceRules(t *testing.T) {
+	tp := newTopology(t)
+	// The reference's layout, as its nftables backend writes it.
+	for _, cmd := range [][]string{
+		{"add", "table", "ip", "cni_hostport", "{ comment \"CNI portmap plugin\"; }"},
+		{"add", "chain", "ip", "cni_hostport", "hostports"},
+		{"add", "chain", "ip", "cni_hostport", "hostip_hostports"},
+		{"add", "chain", "ip", "cni_hostport", "masquerading", "{ type nat hook postrouting priority srcnat; }"},
+		{"add", "rule", "ip", "cni_hostport", "hostports", "tcp", "dport", "8080", "dnat", "to", "10.88.0.2:80", "comment", "c1"},
+		{"add", "rule", "ip", "cni_hostport", "hostip_hostports", "ip", "daddr", "192.168.50.1", "tcp", "dport", "8081", "dnat", "to", "10.88.0.2:80", "comment", "c1"},
+		{"add", "rule", "ip", "cni_hostport", "masquerading", "ip", "saddr", "10.88.0.2", "ip", "daddr", "10.88.0.2", "masquerade", "comment", "c1"},
+		{"add", "rule", "ip", "cni_hostport", "hostports", "tcp", "dport", "9090", "dnat", "to", "10.88.0.3:80", "comment", "c2"},
+	} {
+		tp.host.MustRun("nft", cmd...)
+	}
+	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, []map[string]any{mapping(8080, 80, "tcp", "")}, nil, nil)})
+	out := tp.host.MustRun("nft", "list", "table", "ip", "cni_hostport")
+	if strings.Contains(out, `comment "c1"`) || !strings.Contains(out, `comment "c2"`) {
+		t.Errorf("after DEL of c1:\n%s", out)
+	}
+}
