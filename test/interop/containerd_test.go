@@ -1,6 +1,9 @@
 package interop
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,7 +25,9 @@ const ctrConf = `{"cniVersion":"1.0.0","name":"cnikit-ctr","plugins":[
            "routes":[{"dst":"0.0.0.0/0"}]}}]}`
 
 // containerd 1.6's `ctr run --cni` runs a container on cnikit's bridge chain:
-// the container gets its address and default route and reaches the gateway.
+// the container gets its address and default route and reaches the gateway,
+// and while it runs its masquerade element, IPAM reservation and cache entry
+// are on the host.
 // ctr sends the DEL after the task has exited, with CNI_NETNS empty (the
 // logging wrapper in front of bridge proves it); cnikit still removes
 // everything: no veth, nftables element, IPAM reservation or cache entry is
@@ -33,7 +38,8 @@ func TestContainerdRunCNI(t *testing.T) {
 	img := busybox(t)
 	host := nstest.New(t)
 	dir := t.TempDir()
-	confDir, cniDir, dataDir, etcDir := mkdirs(t, dir, "net.d", "cni", "containerd", "etc")
+	confDir, cniDir := mkdir(t, dir, "net.d"), mkdir(t, dir, "cni")
+	dataDir, etcDir := mkdir(t, dir, "containerd"), mkdir(t, dir, "etc")
 	plugins := newLoggedPluginDir(t, dir, binDir, "bridge")
 	writeFile(t, filepath.Join(confDir, "10-cnikit-ctr.conflist"), ctrConf)
 	// No CRI plugin: it would load CNI configs of its own.
@@ -57,19 +63,49 @@ func TestContainerdRunCNI(t *testing.T) {
 	sb.mustRun(nil, "ctr", "images", "import", img.ociArchive)
 
 	// A cgroup of the test's own, which runc removes with the container.
-	cgroup := "/cnikit-interop-ctr1"
+	cgroup := fmt.Sprintf("/cnikit-interop-ctr-%d", os.Getpid())
 	t.Cleanup(func() { removeCgroup(t, cgroup) })
-	out, err := sb.run(nil, "ctr", "run", "--cni", "--rm", "--cgroup", cgroup, ociImageName, "cnikit-ctr1",
-		"sh", "-c", "ip -4 -o addr show eth0 && ip -4 route && ping -c 1 -W 2 10.131.0.1")
-	if err != nil {
-		t.Fatalf("ctr run --cni: %v\n%s\ncalls:\n%s\ncontainerd:\n%s", err, out, describeCalls(plugins.calls(t)), containerd.log())
+	// The container reports, says it is ready through a shared directory, and
+	// runs until the test has looked at the host and tells it to stop.
+	shared := mkdir(t, dir, "shared")
+	script := "{ ip -4 -o addr show eth0 && ip -4 route && ping -c 1 -W 2 10.131.0.1; } >/shared/out 2>&1; " +
+		"touch /shared/ready; while [ ! -e /shared/stop ]; do sleep 0.1; done"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ctr := sb.command(ctx, nil, "ctr", "run", "--cni", "--rm", "--cgroup", cgroup,
+		"--mount", "type=bind,src="+shared+",dst=/shared,options=rbind:rw", ociImageName, "cnikit-ctr1", "sh", "-c", script)
+	var ctrOut bytes.Buffer
+	ctr.Stdout, ctr.Stderr = &ctrOut, &ctrOut
+	if err := ctr.Start(); err != nil {
+		t.Fatal(err)
 	}
+	ctrDone := make(chan error, 1)
+	go func() { ctrDone <- ctr.Wait() }()
+	readyFile := filepath.Join(shared, "ready")
+	for ready := false; !ready; {
+		select {
+		case err := <-ctrDone:
+			t.Fatalf("ctr run --cni ended before the container was ready: %v\n%s\ncalls:\n%s\ncontainerd:\n%s",
+				err, ctrOut.String(), describeCalls(plugins.calls(t)), containerd.log())
+		case <-time.After(100 * time.Millisecond):
+			_, err := os.Stat(readyFile)
+			ready = err == nil
+		}
+	}
+	outBytes, _ := os.ReadFile(filepath.Join(shared, "out"))
+	out := string(outBytes)
 	containerIP := inetOf(t, out, "10.131.0.")
 	if !strings.Contains(out, "default via 10.131.0.1 dev eth0") {
 		t.Errorf("no default route through the gateway in the container:\n%s", out)
 	}
 	if !strings.Contains(out, "1 packets received") {
 		t.Errorf("the gateway did not answer the container's ping:\n%s", out)
+	}
+	ipamDir := filepath.Join(cniDir, "networks", "cnikit-ctr")
+	assertAttached(t, host, containerIP, ipamDir, cniDir)
+	writeFile(t, filepath.Join(shared, "stop"), "")
+	if err := <-ctrDone; err != nil {
+		t.Fatalf("ctr run --cni: %v\n%s\ncontainerd:\n%s", err, ctrOut.String(), containerd.log())
 	}
 
 	calls := plugins.calls(t)
@@ -92,7 +128,7 @@ func TestContainerdRunCNI(t *testing.T) {
 	if netnsPath, ok := dels[0].env["CNI_NETNS"]; !ok || netnsPath != "" {
 		t.Errorf("DEL's CNI_NETNS is %q (set: %v), want it set and empty: the case this test is for", netnsPath, ok)
 	}
-	assertNothingLeft(t, host, containerIP, filepath.Join(cniDir, "networks", "cnikit-ctr"), cniDir)
+	assertNothingLeft(t, host, containerIP, ipamDir, cniDir)
 	if out, _ := sb.run(nil, "ctr", "containers", "ls", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("containers left: %s", out)
 	}
@@ -119,17 +155,14 @@ func requireCommands(t *testing.T, names ...string) {
 	}
 }
 
-// mkdirs makes directories under parent and returns their paths.
-func mkdirs(t *testing.T, parent string, names ...string) (a, b, c, d string) {
+// mkdir makes the directory parent/name and returns its path.
+func mkdir(t *testing.T, parent, name string) string {
 	t.Helper()
-	paths := make([]string, 4)
-	for i, name := range names {
-		paths[i] = filepath.Join(parent, name)
-		if err := os.MkdirAll(paths[i], 0o755); err != nil {
-			t.Fatal(err)
-		}
+	path := filepath.Join(parent, name)
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	return paths[0], paths[1], paths[2], paths[3]
+	return path
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,10 +31,11 @@ func TestDockerAttach(t *testing.T) {
 	img := busybox(t)
 	host := nstest.New(t)
 	dir := t.TempDir()
-	confDir, cniDir, dataDir, etcDir := mkdirs(t, dir, "net.d", "cni", "docker", "etc")
+	confDir, cniDir := mkdir(t, dir, "net.d"), mkdir(t, dir, "cni")
+	dataDir, etcDir := mkdir(t, dir, "docker"), mkdir(t, dir, "etc")
 	netnsDir := filepath.Join(dir, "netns")
 	writeFile(t, filepath.Join(confDir, "10-cnikit-dock.conflist"), dockerConf)
-	cgroupParent := "/cnikit-interop-docker"
+	cgroupParent := fmt.Sprintf("/cnikit-interop-docker-%d", os.Getpid())
 	t.Cleanup(func() { removeCgroup(t, cgroupParent) })
 
 	sb := newSandbox(t, host, []sandboxMount{
@@ -95,6 +97,11 @@ func TestDockerAttach(t *testing.T) {
 		}
 	}
 
+	ipamDir := filepath.Join(cniDir, "networks", "cnikit-dock")
+	for _, name := range names {
+		assertAttached(t, host, ips[name], ipamDir, cniDir)
+	}
+
 	for _, name := range names {
 		cnikit("detach", "--pid", pids[name])
 		if out, err := sb.run(nil, "docker", "exec", name, "ip", "link", "show", "eth0"); err == nil {
@@ -103,7 +110,7 @@ func TestDockerAttach(t *testing.T) {
 	}
 	docker("rm", "-f", names[0], names[1])
 	for _, name := range names {
-		assertNothingLeft(t, host, ips[name], filepath.Join(cniDir, "networks", "cnikit-dock"), cniDir)
+		assertNothingLeft(t, host, ips[name], ipamDir, cniDir)
 	}
 	if pins, _ := os.ReadDir(netnsDir); len(pins) != 0 {
 		t.Errorf("%d pinned namespaces left in %s", len(pins), netnsDir)

@@ -30,8 +30,9 @@ type podmanSandbox struct {
 func newPodmanSandbox(t *testing.T, host *nstest.NS, pluginDir string) *podmanSandbox {
 	t.Helper()
 	dir := t.TempDir()
-	netConfDir, cniDir, storageDir, tmpDir := mkdirs(t, dir, "net.d", "cni", "storage", "tmp")
-	p := &podmanSandbox{netConfDir: netConfDir, cniDir: cniDir, cgroup: "/cnikit-interop-podman"}
+	netConfDir, cniDir := mkdir(t, dir, "net.d"), mkdir(t, dir, "cni")
+	storageDir, tmpDir := mkdir(t, dir, "storage"), mkdir(t, dir, "tmp")
+	p := &podmanSandbox{netConfDir: netConfDir, cniDir: cniDir, cgroup: fmt.Sprintf("/cnikit-interop-podman-%d", os.Getpid())}
 	t.Cleanup(func() { removeCgroup(t, p.cgroup) })
 	// The machine's limits and cgroup layout need the first settings
 	// (docs/real-clients.md); the rest keeps every path in the test's dirs.
@@ -149,6 +150,7 @@ func TestPodmanRealRuns(t *testing.T) {
 		if err != nil || body != busyboxPage {
 			t.Errorf("the published port 8080 from the host: %q, %v", body, err)
 		}
+		assertAttached(t, host, containerIPs[len(containerIPs)-1], filepath.Join(p.cniDir, "networks", network), p.cniDir)
 		p.podman("rm", "--force", "--time", "0", "cnikit-web")
 		calls := plugins.calls(t)
 		assertPodmanCalls(t, calls, chain, "cnikit-web", "")

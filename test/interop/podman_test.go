@@ -7,13 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
@@ -139,58 +135,4 @@ func sendUDP(t *testing.T, host *nstest.NS, addr string) {
 		_, err = c.Write([]byte("ping"))
 		return err
 	})
-}
-
-// assertNothingLeft checks the host namespace and the state dirs after the
-// last DEL.
-func assertNothingLeft(t *testing.T, host *nstest.NS, containerIP net.IP, ipamDir, cacheDir string) {
-	t.Helper()
-	h := host.Handle()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range links {
-		if l.Type() == "veth" || l.Type() == "ifb" {
-			t.Errorf("%s link %s left in the host namespace", l.Type(), l.Attrs().Name)
-		}
-	}
-	if out, _ := host.Run("nft", "list", "ruleset"); strings.Contains(out, "elements = ") {
-		t.Errorf("nftables elements left:\n%s", out)
-	}
-	namesIP := regexp.MustCompile(regexp.QuoteMeta(containerIP.String()) + `([^0-9]|$)`)
-	if out, _ := host.Run("nft", "list", "ruleset"); namesIP.MatchString(out) {
-		t.Errorf("nftables rules naming %s left:\n%s", containerIP, out)
-	}
-	if out, _ := host.Run("iptables-save"); namesIP.MatchString(out) {
-		t.Errorf("iptables rules naming %s left:\n%s", containerIP, out)
-	}
-	entries, _ := os.ReadDir(ipamDir)
-	for _, e := range entries {
-		if e.Name() != "lock" && !strings.HasPrefix(e.Name(), "last_reserved_ip") {
-			t.Errorf("IPAM file %s left", e.Name())
-		}
-	}
-	if results, _ := os.ReadDir(filepath.Join(cacheDir, "results")); len(results) != 0 {
-		t.Errorf("%d result cache entries left", len(results))
-	}
-	for _, family := range []netlink.InetFamily{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		flows, err := h.ConntrackTableList(netlink.ConntrackTable, family)
-		if err != nil {
-			t.Fatalf("listing conntrack: %v", err)
-		}
-		for _, f := range flows {
-			// Only UDP entries can outlive the container: one lives as long as
-			// its client keeps sending and keeps steering that traffic to the
-			// old container (plugins#123, #1190), so DEL must remove it. TCP
-			// (closing, TIME_WAIT) and ping entries end by themselves, and a
-			// new connection never reuses them.
-			if f.Forward.Protocol != unix.IPPROTO_UDP {
-				continue
-			}
-			if f.Forward.DstIP.Equal(containerIP) || f.Reverse.SrcIP.Equal(containerIP) {
-				t.Errorf("conntrack entry of the container left: %s", f)
-			}
-		}
-	}
 }

@@ -40,7 +40,7 @@ type sandbox struct {
 	init    *exec.Cmd
 	initPid int
 	env     []string
-	done    chan error
+	exited  chan struct{} // closed when the init has exited
 }
 
 // sandboxInitEnv carries the JSON sandboxSpec to the re-executed test binary
@@ -75,7 +75,7 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sandbox{t: t, host: host, dir: t.TempDir(), done: make(chan error, 1)}
+	s := &sandbox{t: t, host: host, dir: t.TempDir(), exited: make(chan struct{})}
 	spec, _ := json.Marshal(sandboxSpec{Mounts: mounts, Scratch: filepath.Join(s.dir, "scratch")})
 	s.env = []string{"PATH=" + sandboxPath, "HOME=/root", "LANG=C.UTF-8"}
 	s.init = exec.Command(self)
@@ -107,7 +107,8 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 			return
 		}
 		started <- nil
-		s.done <- s.init.Wait()
+		s.init.Wait()
+		close(s.exited)
 		<-release
 	}()
 	if err := <-started; err != nil {
@@ -116,7 +117,7 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 	s.initPid = s.init.Process.Pid
 	t.Cleanup(func() {
 		s.init.Process.Kill() // the kernel then kills every process of the PID namespace
-		<-s.done
+		<-s.exited
 		close(release)
 	})
 	ready := make(chan string, 1)
@@ -127,7 +128,7 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 	select {
 	case line := <-ready:
 		if strings.TrimSpace(line) != "ready" {
-			<-s.done
+			<-s.exited
 			t.Fatalf("sandbox init failed: %s", initLog.String())
 		}
 	case <-time.After(30 * time.Second):
@@ -384,12 +385,21 @@ func cgroupDirs(path string) []string {
 }
 
 // removeCgroup removes a test's cgroup path from every hierarchy, deepest
-// first; a cgroup that still holds a process stays and is reported.
+// first. Processes killed with their sandbox leave their cgroups a moment
+// later (EBUSY until then), so it retries for a while; a cgroup that still
+// holds a process after that stays and is reported.
 func removeCgroup(t *testing.T, path string) {
-	dirs := cgroupDirs(path)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
-			t.Errorf("removing cgroup %s: %v", dirs[i], err)
+	err := waitFor(10*time.Second, func() error {
+		dirs := cgroupDirs(path)
+		var busy error
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if err := os.Remove(dirs[i]); err != nil && !os.IsNotExist(err) {
+				busy = fmt.Errorf("removing cgroup %s: %w", dirs[i], err)
+			}
 		}
+		return busy
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
