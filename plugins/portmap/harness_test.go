@@ -303,10 +303,17 @@ func (tp *topology) add(ns *nstest.NS, cid string, mappings []map[string]any, ex
 	return res
 }
 
-// elements lists the host's host port elements carrying cid's comment.
+// elements lists the host's host port elements of cid (on testnet, eth0).
 func (tp *topology) elements(cid string) []nft.HostPortElement {
 	tp.t.Helper()
-	key := nft.Attachment{Network: "testnet", ContainerID: cid, IfName: "eth0"}.Key()
+	return tp.elementsOf("testnet", cid, "eth0")
+}
+
+// elementsOf lists the host's host port elements carrying the attachment's
+// comment.
+func (tp *topology) elementsOf(network, cid, ifname string) []nft.HostPortElement {
+	tp.t.Helper()
+	key := nft.Attachment{Network: network, ContainerID: cid, IfName: ifname}.Key()
 	var mine []nft.HostPortElement
 	tp.host.Do(func() error {
 		c, err := nft.Open()
