@@ -62,11 +62,13 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 	defer conn.Close()
 	// A second ADD of the same attachment (no DEL in between) replaces what
 	// the first programmed.
-	old, err := readRecord(att)
-	if err != nil {
-		return nil, err
-	}
-	if old != nil {
+	switch old, err := readRecord(att); {
+	case err != nil:
+		args.Log.Warn("replacing an unreadable record", "error", err)
+		if _, err := removeByComment(conn, att); err != nil {
+			return nil, err
+		}
+	case old != nil:
 		if err := removeRecorded(conn, old); err != nil {
 			return nil, err
 		}
@@ -80,7 +82,7 @@ func add(ctx context.Context, args *skel.Args) (*cni.Result, error) {
 	// (they are masqueraded on the way); when it must be set, the guard
 	// that drops martian 127.0.0.0/8 traffic goes in the same batch, before.
 	var localnetIface string
-	if c.snat() && v4 != nil {
+	if c.snat() && hasFamily(ports, false) {
 		if iface := routeInterface(v4.IP); iface != "" {
 			if v, err := link.Sysctl(routeLocalnet(iface)); err == nil && v != "1" {
 				localnetIface = iface
@@ -167,6 +169,16 @@ func holderOf(comment string) string {
 		return names
 	}
 	return comment
+}
+
+// hasFamily reports whether one of ports is IPv6 (v6) or IPv4 (!v6).
+func hasFamily(ports []nft.HostPort, v6 bool) bool {
+	for _, p := range ports {
+		if (p.Container.IP.To4() == nil) == v6 {
+			return true
+		}
+	}
+	return false
 }
 
 func routeLocalnet(iface string) string { return "net/ipv4/conf/" + iface + "/route_localnet" }

@@ -2,9 +2,11 @@ package portmap
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -493,5 +495,56 @@ func TestDelRemovesReferenceRules(t *testing.T) {
 	out := tp.host.MustRun("nft", "list", "table", "ip", "cni_hostport")
 	if strings.Contains(out, `comment "c1"`) || !strings.Contains(out, `comment "c2"`) {
 		t.Errorf("after DEL of c1:\n%s", out)
+	}
+}
+
+// TestConcurrentAdds: ADDs of different containers run at once all apply;
+// of two racing for the same host port, exactly one gets it.
+func TestConcurrentAdds(t *testing.T) {
+	tp := newTopology(t)
+	const n = 12
+	errs := make(chan *cni.Error, n+2)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			prev := prevResult(tp.c1.Path(), fmt.Sprintf("10.88.0.%d/24", 100+i))
+			_, cerr := tp.run(call{verb: "ADD", cid: fmt.Sprintf("ctr%d", i), netns: tp.c1.Path(),
+				conf: configJSON(t, []map[string]any{mapping(10000+i, 80, "tcp", "")}, prev, nil)})
+			errs <- cerr
+		}(i)
+	}
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			prev := prevResult(tp.c1.Path(), fmt.Sprintf("10.88.0.%d/24", 200+i))
+			_, cerr := tp.run(call{verb: "ADD", cid: fmt.Sprintf("racer%d", i), netns: tp.c1.Path(),
+				conf: configJSON(t, []map[string]any{mapping(20000, 80, "tcp", "")}, prev, nil)})
+			errs <- cerr
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	refused := 0
+	for cerr := range errs {
+		if cerr != nil {
+			refused++
+			if !strings.Contains(cerr.Msg, "hostPort 20000/tcp") {
+				t.Errorf("unexpected failure: %v", cerr)
+			}
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d ADDs were refused, want exactly 1 (a racer)", refused)
+	}
+	for i := 0; i < n; i++ {
+		if got := len(tp.elements(fmt.Sprintf("ctr%d", i))); got != 2 {
+			t.Errorf("ctr%d has %d elements, want 2", i, got)
+		}
+	}
+	if a, b := len(tp.elements("racer0")), len(tp.elements("racer1")); a+b != 2 || a*b != 0 {
+		t.Errorf("racers hold %d and %d elements, want 2 and 0", a, b)
 	}
 }
