@@ -4,8 +4,9 @@
 # (Podman 4.3, CNI backend, the network made by `podman network create`:
 # bridge, portmap, firewall, tuning) with cnikit's plugins and with the
 # reference plugins in /usr/lib/cni, and prints the median, fastest and
-# slowest of RUNS runs each (after one warm-up run). The two alternate, run by
-# run, so that a busy machine slows both alike.
+# slowest of RUNS runs each (after one warm-up run), and the same for
+# `--network none` (Podman's own share, no CNI at all). The three alternate,
+# run by run, so that a busy machine slows all alike.
 #
 # Usage (root; podman, runc and busybox-static installed, see scripts/setup.sh):
 #   bench/podman-run.sh [RUNS]        (default 10)
@@ -57,18 +58,23 @@ if [ "${1:-}" = "--inside" ]; then
 		shift
 		CONTAINERS_CONF="$dir/containers.conf" CONTAINERS_STORAGE_CONF="$dir/storage.conf" "$@"
 	}
-	run() { in_config "$1" podman run --rm --network bench --cgroup-parent /cnikit-bench-podman localhost/bench:1 true; }
+	run() { # NAME: the "none" configuration is cnikit's, without any network
+		local config="$1" network=bench
+		[ "$1" = none ] && config=cnikit network=none
+		in_config "$config" podman run --rm --network "$network" --cgroup-parent /cnikit-bench-podman localhost/bench:1 true
+	}
 	setup cnikit "$work/cnikit" 10.133.0.0/24
 	setup reference /usr/lib/cni 10.134.0.0/24
-	# Alternate the two, so that the load of a shared machine weighs on both alike.
+	mkdir -p "$work/none"
+	# Alternate, so that the load of a shared machine weighs on all alike.
 	for _ in $(seq "$runs"); do
-		for name in cnikit reference; do
+		for name in cnikit reference none; do
 			start=$(date +%s%N)
 			run "$name"
 			echo $((($(date +%s%N) - start) / 1000)) >>"$work/$name/times.unsorted"
 		done
 	done
-	for name in cnikit reference; do sort -n "$work/$name/times.unsorted" >"$work/$name/times"; done
+	for name in cnikit reference none; do sort -n "$work/$name/times.unsorted" >"$work/$name/times"; done
 	exit 0
 fi
 
@@ -114,9 +120,10 @@ median() { # a sorted file of numbers
 # storage and lock files on the machine.
 echo "podman run --rm --network N IMAGE true: $runs runs each (Podman $(dpkg-query -W -f '${Version}' podman), CNI backend)"
 printf '%-28s %10s %10s %10s\n' "plugins" "median ms" "min ms" "max ms"
-for name in cnikit reference; do
+for name in cnikit reference none; do
 	f="$work/$name/times"
 	label="$name"
 	[ "$name" = reference ] && label="reference (/usr/lib/cni)"
+	[ "$name" = none ] && label="--network none (no CNI)"
 	printf '%-28s %10s %10s %10s\n' "$label" "$(ms "$(median "$f")")" "$(ms "$(head -1 "$f")")" "$(ms "$(tail -1 "$f")")"
 done
