@@ -98,8 +98,10 @@ type firewalldClient struct {
 	obj  dbus.BusObject
 }
 
-func connectFirewalld(ctx context.Context) (*firewalldClient, error) {
-	conn, err := dbus.ConnectSystemBus(dbus.WithContext(ctx))
+// connectFirewalld connects to the system bus. The connection lives until
+// Close; contexts bound the calls made on it.
+func connectFirewalld() (*firewalldClient, error) {
+	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the D-Bus system bus: %w", err)
 	}
@@ -140,7 +142,7 @@ func firewalldError(err error, code string) bool {
 func firewalldRunning(ctx context.Context) (*firewalldClient, error) {
 	ctx, cancel := context.WithTimeout(ctx, dbusTimeout)
 	defer cancel()
-	c, err := connectFirewalld(ctx)
+	c, err := connectFirewalld()
 	if err != nil {
 		return nil, err
 	}
