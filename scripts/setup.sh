@@ -18,6 +18,9 @@ packages+=(qemu-system-x86 xz-utils)
 # test/interop: real container runtimes drive cnikit (each in a private sandbox),
 # busybox-static makes their image.
 packages+=(podman runc conmon containerd docker.io busybox-static)
+# plugins/firewall: iptables (nft and legacy flavours) for its iptables backend,
+# a real firewalld on a private D-Bus bus for its firewalld backend.
+packages+=(iptables firewalld dbus-daemon)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +37,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# firewalld's package enables its service: the tests start their own, in
+	# a throw-away namespace; the machine's firewall must stay as it was.
+	if [[ " ${missing[*]} " == *" firewalld "* ]] && command -v systemctl >/dev/null; then
+		systemctl disable firewalld.service >/dev/null 2>&1 || true
+	fi
 fi
 # run-in-guest.sh apt-get downloads the guest's kernel and busybox: it needs the package lists.
 if ! apt-cache show --no-all-versions linux-image-amd64 >/dev/null 2>&1; then
