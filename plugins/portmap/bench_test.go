@@ -1,14 +1,19 @@
 package portmap
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
+	"github.com/cnikit/cnikit/invoke"
 )
 
 // BenchmarkAddDel measures one ADD and one DEL of a container with a TCP
@@ -70,4 +75,34 @@ func fillOthers(b *testing.B, host *nstest.NS, n int) {
 		}
 		return c.Flush()
 	})
+}
+
+// BenchmarkReferenceAddDel is the same work done by the reference portmap
+// binary (iptables backend, one process per verb), for comparison. It runs
+// in the throw-away host namespace; DEL needs the mappings resent.
+func BenchmarkReferenceAddDel(b *testing.B) {
+	plugintest.RequireReference(b)
+	tp := newTopology(b)
+	mappings := []map[string]any{mapping(8080, 80, "tcp", "")}
+	prev := tp.containerResult(tp.c1)
+	prev["cniVersion"] = "1.0.0" // the newest the reference v1.1.1 knows
+	add := configJSON(b, mappings, prev, map[string]any{"cniVersion": "1.0.0"})
+	del := add
+	bin := filepath.Join(plugintest.ReferenceDir, "portmap")
+	run := func(verb string, stdin []byte) {
+		env := invoke.Env{Command: verb, ContainerID: "bench", Netns: tp.c1.Path(), IfName: "eth0", Path: plugintest.ReferenceDir}
+		var err error
+		tp.host.Do(func() error {
+			_, err = invoke.Exec(context.Background(), bin, stdin, env.Environ(os.Environ()), nil)
+			return nil
+		})
+		if err != nil {
+			b.Fatalf("reference %s: %v", verb, err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		run("ADD", add)
+		run("DEL", del)
+	}
 }
