@@ -17,6 +17,7 @@ func dualStack(name, bridge string, n int, fw map[string]any) network {
 // reachesOutside probes the outside from c over both families, expecting
 // expect.
 func (e *env) reachesOutside(c *container, expect bool) (v4, v6 bool) {
+	e.outside()
 	return probe(c.ns, outside4, expect), probe(c.ns, outside6, expect)
 }
 

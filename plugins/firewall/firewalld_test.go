@@ -255,7 +255,7 @@ func TestFirewalld(t *testing.T) {
 		if probe(a1.ns, b1.ips[0], false) {
 			t.Error("a1 reaches b1 across isolating bridges")
 		}
-		if !probe(a1.ns, outside4, true) {
+		if e.outside(); !probe(a1.ns, outside4, true) {
 			t.Error("a1 does not reach outside")
 		}
 		e.mustFw("CHECK", netA, a1)

@@ -37,19 +37,19 @@ const (
 // plugin's state. PATH starts with wrappers that count iptables-restore
 // processes, and D-Bus points nowhere unless a test starts firewalld.
 type env struct {
-	t        testing.TB
-	host     *nstest.NS
-	outside  *nstest.NS
-	cniPath  string
-	dataDir  string
-	stateDir string
-	spawnLog string
+	t         testing.TB
+	host      *nstest.NS
+	outsideNS *nstest.NS
+	cniPath   string
+	dataDir   string
+	stateDir  string
+	spawnLog  string
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	nstest.RequireRoot(t)
-	e := &env{t: t, host: nstest.New(t), outside: nstest.New(t), dataDir: t.TempDir(), stateDir: t.TempDir()}
+	e := &env{t: t, host: nstest.New(t), dataDir: t.TempDir(), stateDir: t.TempDir()}
 	e.cniPath = t.TempDir()
 	self, err := os.Executable()
 	if err != nil {
@@ -60,8 +60,17 @@ func newEnv(t testing.TB) *env {
 	}
 	e.installRestoreWrappers()
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus.sock"))
-	e.connectOutside()
 	return e
+}
+
+// outside returns the outside namespace, creating and connecting it on
+// first use (it costs about a second, see connectOutside).
+func (e *env) outside() *nstest.NS {
+	if e.outsideNS == nil {
+		e.outsideNS = nstest.New(e.t)
+		e.connectOutside()
+	}
+	return e.outsideNS
 }
 
 // installRestoreWrappers puts iptables-restore and ip6tables-restore
@@ -100,7 +109,7 @@ func (e *env) spawned() (v4, v6 int) {
 func (e *env) connectOutside() {
 	// No DAD: tentative link-local addresses delay the first neighbour
 	// discovery by a second, longer than a probe waits.
-	for _, ns := range []*nstest.NS{e.host, e.outside} {
+	for _, ns := range []*nstest.NS{e.host, e.outsideNS} {
 		ns.Do(func() error {
 			for _, conf := range []string{"all", "default"} {
 				if err := link.SetSysctl("net/ipv6/conf/"+conf+"/accept_dad", "0"); err != nil {
@@ -112,7 +121,7 @@ func (e *env) connectOutside() {
 	}
 	h := e.host.Handle()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "to-out"}, PeerName: "eth0",
-		PeerNamespace: netlink.NsFd(e.outside.Fd())}
+		PeerNamespace: netlink.NsFd(e.outsideNS.Fd())}
 	if err := h.LinkAdd(veth); err != nil {
 		e.t.Fatal(err)
 	}
@@ -123,7 +132,7 @@ func (e *env) connectOutside() {
 		gw4, gw6 string
 	}{
 		{h, "to-out", "192.168.240.1/24", "fd00:240::1/64", "", ""},
-		{e.outside.Handle(), "eth0", outside4 + "/24", outside6 + "/64", "192.168.240.1", "fd00:240::1"},
+		{e.outsideNS.Handle(), "eth0", outside4 + "/24", outside6 + "/64", "192.168.240.1", "fd00:240::1"},
 	} {
 		l, err := side.h.LinkByName(side.name)
 		if err != nil {
@@ -344,4 +353,9 @@ func splitLines(s, sub string) []string {
 		}
 	}
 	return out
+}
+
+// attachmentKey is the identity of container c on network n.
+func attachmentKey(n network, c *container) nft.Attachment {
+	return nft.Attachment{Network: n.name, ContainerID: c.cid, IfName: "eth0"}
 }

@@ -45,11 +45,11 @@ var (
 	fromA1      = func(tp *topology) *nstest.NS { return tp.a1.ns }
 	fromA2      = func(tp *topology) *nstest.NS { return tp.a2.ns }
 	fromB1      = func(tp *topology) *nstest.NS { return tp.b1.ns }
-	fromOutside = func(tp *topology) *nstest.NS { return tp.e.outside }
+	fromOutside = func(tp *topology) *nstest.NS { return tp.e.outside() }
 	toA1        = func(tp *topology) string { return tp.a1.ips[0] }
 	toA2        = func(tp *topology) string { return tp.a2.ips[0] }
 	toB1        = func(tp *topology) string { return tp.b1.ips[0] }
-	toOutside   = func(*topology) string { return outside4 }
+	toOutside   = func(tp *topology) string { tp.e.outside(); return outside4 }
 	toGatewayA  = func(*topology) string { return "10.62.1.1" }
 )
 
