@@ -1,15 +1,17 @@
 // Command cnibench measures CNI plugin chains side by side: the same driver
 // (cnikit's runtime library, executing plugin binaries exactly as containerd or
-// Podman would) runs the same network configuration against cnikit's plugins
-// and against the reference plugins, and reports ADD and DEL latency
-// percentiles in one table.
+// Podman would) runs the same network configuration against the reference
+// plugins and against cnikit's, and reports ADD and DEL latency percentiles,
+// or throughput with concurrent workers, in one table.
 //
-// It needs root. All work happens in throw-away network namespaces: the
-// benchmark re-executes itself inside a fresh "host" namespace per
-// implementation, so bridges, addresses and nftables rules never touch the
-// machine's own network, and every container namespace is removed afterwards.
+// It needs root. All work happens in throw-away network namespaces: for each
+// run the benchmark re-executes itself inside a fresh "host" namespace, so
+// bridges, addresses and nftables/iptables rules never touch the machine's own
+// network, and every container namespace is removed afterwards.
 //
-//	go run ./bench/cnibench -n 200
+//	go run ./bench/cnibench -n 200                     # latency, every chain
+//	go run ./bench/cnibench -chains standard -existing 1000
+//	go run ./bench/cnibench -chains standard -workers 8 -n 200
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,90 +33,127 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/netns"
 	_ "github.com/cnikit/cnikit/plugins/bridge"
+	_ "github.com/cnikit/cnikit/plugins/firewall"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/loopback"
+	_ "github.com/cnikit/cnikit/plugins/portmap"
+	_ "github.com/cnikit/cnikit/plugins/tuning"
 	cniruntime "github.com/cnikit/cnikit/runtime"
 	"github.com/cnikit/cnikit/skel"
 )
 
 // chains are the network configurations measured. The reference plugins of
 // Debian 12 (v1.1.1) speak at most CNI 1.0.0, so that is the version used.
+// "standard" is what most clusters and Podman run.
 var chains = map[string]string{
-	"bridge+host-local": `{
-  "cniVersion": "1.0.0", "name": "bench",
-  "plugins": [{"type": "bridge", "bridge": "benchbr0", "isGateway": true,
-    "ipam": {"type": "host-local", "dataDir": "%DATA%", "ranges": [[{"subnet": "10.200.0.0/16"}]]}}]}`,
-	"bridge+ipMasq+host-local": `{
-  "cniVersion": "1.0.0", "name": "bench",
-  "plugins": [{"type": "bridge", "bridge": "benchbr0", "isGateway": true, "ipMasq": true,
-    "ipam": {"type": "host-local", "dataDir": "%DATA%", "ranges": [[{"subnet": "10.200.0.0/16"}]]}}]}`,
+	"minimal": `{"cniVersion": "1.0.0", "name": "bench", "plugins": [
+    {"type": "bridge", "bridge": "benchbr0", "isGateway": true,
+     "ipam": {"type": "host-local", "dataDir": "%DATA%", "ranges": [[{"subnet": "10.200.0.0/16"}]]}}]}`,
+	"masq": `{"cniVersion": "1.0.0", "name": "bench", "plugins": [
+    {"type": "bridge", "bridge": "benchbr0", "isGateway": true, "ipMasq": true,
+     "ipam": {"type": "host-local", "dataDir": "%DATA%", "ranges": [[{"subnet": "10.200.0.0/16"}]]}}]}`,
+	"standard": `{"cniVersion": "1.0.0", "name": "bench", "plugins": [
+    {"type": "bridge", "bridge": "benchbr0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "dataDir": "%DATA%", "ranges": [[{"subnet": "10.200.0.0/16"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall"},
+    {"type": "tuning"}]}`,
+}
+
+var chainDescriptions = map[string]string{
+	"minimal":  "bridge + host-local",
+	"masq":     "bridge (ipMasq) + host-local",
+	"standard": "bridge (ipMasq) + host-local → portmap (1 mapping) → firewall → tuning",
+}
+
+// job is one sandboxed run: an implementation's plugins on one chain.
+type job struct {
+	Impl     string `json:"impl"`
+	Dir      string `json:"dir"`
+	Chain    string `json:"chain"`
+	N        int    `json:"n"`
+	Existing int    `json:"existing"`
+	Workers  int    `json:"workers"`
 }
 
 // measurement is what one sandboxed run reports to the parent.
 type measurement struct {
-	Impl   string    `json:"impl"`
-	Chain  string    `json:"chain"`
-	Add    []float64 `json:"add"` // milliseconds
-	Del    []float64 `json:"del"`
-	Errors []string  `json:"errors"`
+	job
+	Add        []float64 `json:"add"` // milliseconds, sequential runs only
+	Del        []float64 `json:"del"`
+	Seconds    float64   `json:"seconds"` // wall time of the ADDs, concurrent runs
+	Errors     []string  `json:"errors"`
+	Duplicates int       `json:"duplicates"`
 }
 
 func main() {
 	// Run under a plugin's name, this program is that plugin, as cnikit is: the
-	// "in-process" rows link the plugins to this very executable, so that the
-	// runtime library may serve them without starting a process.
+	// "cnikit in-process" runs link the plugins to this very executable, so that
+	// the runtime library may serve them without starting a process.
 	if p, ok := skel.Lookup(filepath.Base(os.Args[0])); ok {
 		skel.Main(p)
 	}
-	n := flag.Int("n", 100, "containers per implementation and chain")
-	cnikitDir := flag.String("cnikit", "", "directory of cnikit plugin links (default: build and link ./cmd/cnikit)")
+	n := flag.Int("n", 100, "containers measured per run")
+	existing := flag.Int("existing", 0, "attachments added (unmeasured) before the measured ones")
+	workers := flag.Int("workers", 0, "with >0: that many concurrent workers ADD the n containers; reports containers/s")
+	cnikitDir := flag.String("cnikit", "", "directory of cnikit plugin links (default: build ./cmd/cnikit with scripts/build.sh)")
 	refDir := flag.String("reference", "/usr/lib/cni", "directory of the reference plugins")
-	chainList := flag.String("chains", "bridge+host-local,bridge+ipMasq+host-local", "comma-separated chains to run")
-	sandboxed := flag.String("sandboxed", "", "internal: impl=dir:chain, run inside the sandbox")
-	markdown := flag.Bool("markdown", true, "print a Markdown table")
+	chainList := flag.String("chains", "minimal,masq,standard", "comma-separated chains: "+strings.Join(chainNames(), ", "))
+	implList := flag.String("impls", "reference,cnikit,cnikit in-process", "comma-separated implementations")
+	sandboxed := flag.String("sandboxed", "", "internal: a job as JSON, run inside the sandbox")
 	flag.Parse()
 
 	if *sandboxed != "" {
-		runSandboxed(*sandboxed, *n)
+		var j job
+		must(json.Unmarshal([]byte(*sandboxed), &j))
+		runJob(j)
 		return
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "cnibench: needs root (it creates network namespaces)")
 		os.Exit(1)
 	}
-	dir := *cnikitDir
-	if dir == "" {
-		var err error
-		dir, err = buildCnikit()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cnibench:", err)
-			os.Exit(1)
-		}
+	dirs := map[string]string{"reference": *refDir}
+	if *cnikitDir != "" {
+		dirs["cnikit"] = *cnikitDir
+	} else {
+		dir, err := buildCnikit()
+		must(err)
 		defer os.RemoveAll(dir)
+		dirs["cnikit"] = dir
 	}
 	selfDir, err := linkSelf()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cnibench:", err)
-		os.Exit(1)
-	}
+	must(err)
 	defer os.RemoveAll(selfDir)
-	impls := []struct{ name, dir string }{
-		{"reference", *refDir},
-		{"cnikit", dir},
-		{"cnikit in-process", selfDir},
-	}
+	dirs["cnikit in-process"] = selfDir
+
 	var results []measurement
 	for _, chain := range strings.Split(*chainList, ",") {
-		for _, impl := range impls {
-			m, err := runInSandbox(impl.name, impl.dir, chain, *n)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "cnibench: %s %s: %v\n", impl.name, chain, err)
-				os.Exit(1)
+		if _, ok := chains[chain]; !ok {
+			must(fmt.Errorf("unknown chain %q (have %s)", chain, strings.Join(chainNames(), ", ")))
+		}
+		for _, impl := range strings.Split(*implList, ",") {
+			dir, ok := dirs[impl]
+			if !ok {
+				must(fmt.Errorf("unknown implementation %q", impl))
 			}
+			fmt.Fprintf(os.Stderr, "cnibench: %s on %s ...\n", impl, chain)
+			m, err := runInSandbox(job{Impl: impl, Dir: dir, Chain: chain, N: *n, Existing: *existing, Workers: *workers})
+			must(err)
 			results = append(results, m)
 		}
 	}
-	report(results, *n, *markdown)
+	report(results)
+}
+
+func chainNames() []string {
+	var names []string
+	for n := range chains {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func buildCnikit() (string, error) {
@@ -124,9 +164,9 @@ func buildCnikit() (string, error) {
 	os.Chmod(dir, 0o755)
 	out, err := exec.Command("./scripts/build.sh", filepath.Join(dir, "cnikit")).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("building cnikit: %v\n%s", err, out)
+		return "", fmt.Errorf("building cnikit (run from the repository root): %v\n%s", err, out)
 	}
-	for _, name := range []string{"bridge", "host-local", "loopback"} {
+	for _, name := range skel.Names() {
 		if err := os.Symlink("cnikit", filepath.Join(dir, name)); err != nil {
 			return "", err
 		}
@@ -155,7 +195,7 @@ func linkSelf() (string, error) {
 
 // runInSandbox re-executes this program inside a fresh network namespace and
 // collects its measurement.
-func runInSandbox(impl, dir, chain string, n int) (measurement, error) {
+func runInSandbox(j job) (measurement, error) {
 	tmp, err := os.MkdirTemp("", "cnibench-")
 	if err != nil {
 		return measurement{}, err
@@ -172,8 +212,9 @@ func runInSandbox(impl, dir, chain string, n int) (measurement, error) {
 	}
 	defer ns.Close()
 
+	spec, _ := json.Marshal(j)
 	self, _ := os.Executable()
-	cmd := exec.Command(self, "-sandboxed", impl+"="+dir+":"+chain, "-n", fmt.Sprint(n))
+	cmd := exec.Command(self, "-sandboxed", string(spec))
 	cmd.Stderr = os.Stderr
 	var out []byte
 	var runErr error
@@ -195,25 +236,20 @@ func runInSandbox(impl, dir, chain string, n int) (measurement, error) {
 	return m, json.Unmarshal(out, &m)
 }
 
-// runSandboxed is the child: it is inside the sandbox host namespace.
-func runSandboxed(spec string, n int) {
-	impl, rest, _ := strings.Cut(spec, "=")
-	dir, chain, _ := strings.Cut(rest, ":")
+// runJob is the child: it is inside the sandbox host namespace.
+func runJob(j job) {
 	tmp, err := os.MkdirTemp("", "cnibench-run-")
 	must(err)
 	defer os.RemoveAll(tmp)
-	conf, ok := chains[chain]
-	if !ok {
-		must(fmt.Errorf("unknown chain %q", chain))
-	}
-	conf = strings.ReplaceAll(conf, "%DATA%", filepath.Join(tmp, "ipam"))
+	conf := strings.ReplaceAll(chains[j.Chain], "%DATA%", filepath.Join(tmp, "ipam"))
 	list, err := cni.ParseConfigList([]byte(conf))
 	must(err)
-	rt := cniruntime.New(cniruntime.Config{Path: []string{dir}, CacheDir: filepath.Join(tmp, "cache"),
-		InProcess: strings.HasSuffix(impl, "in-process")})
+	rt := cniruntime.New(cniruntime.Config{Path: []string{j.Dir}, CacheDir: filepath.Join(tmp, "cache"),
+		InProcess: strings.HasSuffix(j.Impl, "in-process")})
+	must(loopbackUp())
 
-	m := measurement{Impl: impl, Chain: chain, Errors: []string{}}
-	paths := make([]string, n)
+	total := j.Existing + j.N
+	paths := make([]string, total)
 	for i := range paths {
 		paths[i] = filepath.Join(tmp, fmt.Sprintf("c%d", i))
 		must(netns.CreateAt(paths[i]))
@@ -224,26 +260,92 @@ func runSandboxed(spec string, n int) {
 		}
 	}()
 	att := func(i int) *cniruntime.Attachment {
-		return &cniruntime.Attachment{ContainerID: fmt.Sprintf("bench%d", i), Netns: paths[i], IfName: "eth0"}
+		return &cniruntime.Attachment{
+			ContainerID: fmt.Sprintf("bench%d", i), Netns: paths[i], IfName: "eth0",
+			CapabilityArgs: map[string]any{"portMappings": []map[string]any{
+				{"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}}},
+		}
 	}
 	ctx := context.Background()
-	for i := 0; i < n; i++ {
-		start := time.Now()
-		_, err := rt.Add(ctx, list, att(i))
-		m.Add = append(m.Add, ms(time.Since(start)))
-		if err != nil {
-			m.Errors = append(m.Errors, err.Error())
+	m := measurement{job: j, Errors: []string{}}
+	for i := 0; i < j.Existing; i++ {
+		if _, err := rt.Add(ctx, list, att(i)); err != nil {
+			m.Errors = append(m.Errors, "existing: "+err.Error())
 		}
 	}
-	for i := 0; i < n; i++ {
-		start := time.Now()
-		err := rt.Del(ctx, list, att(i))
-		m.Del = append(m.Del, ms(time.Since(start)))
-		if err != nil {
-			m.Errors = append(m.Errors, err.Error())
+	if j.Workers > 0 {
+		runConcurrent(ctx, rt, list, att, j, &m)
+	} else {
+		for i := j.Existing; i < total; i++ {
+			start := time.Now()
+			_, err := rt.Add(ctx, list, att(i))
+			m.Add = append(m.Add, ms(time.Since(start)))
+			if err != nil {
+				m.Errors = append(m.Errors, err.Error())
+			}
 		}
+		for i := j.Existing; i < total; i++ {
+			start := time.Now()
+			err := rt.Del(ctx, list, att(i))
+			m.Del = append(m.Del, ms(time.Since(start)))
+			if err != nil {
+				m.Errors = append(m.Errors, err.Error())
+			}
+		}
+	}
+	for i := 0; i < j.Existing; i++ {
+		rt.Del(ctx, list, att(i))
 	}
 	must(json.NewEncoder(os.Stdout).Encode(m))
+}
+
+// runConcurrent has j.Workers workers ADD the measured containers, counts
+// errors and duplicate addresses, then deletes them all.
+func runConcurrent(ctx context.Context, rt *cniruntime.Runtime, list *cni.ConfigList,
+	att func(int) *cniruntime.Attachment, j job, m *measurement) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < j.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				res, err := rt.Add(ctx, list, att(i))
+				mu.Lock()
+				if err != nil {
+					m.Errors = append(m.Errors, err.Error())
+				} else {
+					for _, ip := range res.IPs {
+						if seen[ip.Address.IP.String()] {
+							m.Duplicates++
+						}
+						seen[ip.Address.IP.String()] = true
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := j.Existing; i < j.Existing+j.N; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	m.Seconds = time.Since(start).Seconds()
+	for i := j.Existing; i < j.Existing+j.N; i++ {
+		rt.Del(ctx, list, att(i))
+	}
+}
+
+// loopbackUp brings the sandbox's lo up, as on a real host.
+func loopbackUp() error {
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		return fmt.Errorf("ip link set lo up: %v: %s", err, out)
+	}
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -261,42 +363,51 @@ func percentile(values []float64, p float64) float64 {
 	}
 	s := append([]float64(nil), values...)
 	sort.Float64s(s)
-	i := int(p * float64(len(s)-1))
-	return s[i]
+	return s[int(p*float64(len(s)-1))]
 }
 
-func report(results []measurement, n int, markdown bool) {
+func report(results []measurement) {
 	host, _ := os.Hostname()
-	fmt.Printf("cnibench: %d containers per run, %s, %d CPUs, kernel %s, %s\n\n", n, host, runtime.NumCPU(), kernel(), time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| chain | plugins | ADD p50 ms | ADD p95 ms | DEL p50 ms | DEL p95 ms | errors |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
-	byChain := map[string]map[string]measurement{}
+	fmt.Printf("cnibench on %s: %d CPUs, kernel %s, %s\n\n", host, runtime.NumCPU(), kernel(), time.Now().UTC().Format("2006-01-02"))
+	concurrent := len(results) > 0 && results[0].Workers > 0
+	if concurrent {
+		fmt.Println("| chain | plugins | containers | workers | containers/s | errors | duplicate IPs |")
+		fmt.Println("|---|---|---:|---:|---:|---:|---:|")
+	} else {
+		fmt.Println("| chain | plugins | existing | ADD p50 ms | ADD p95 ms | DEL p50 ms | DEL p95 ms | errors |")
+		fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
+	}
+	ref := map[string]measurement{}
 	for _, m := range results {
-		if byChain[m.Chain] == nil {
-			byChain[m.Chain] = map[string]measurement{}
+		if m.Impl == "reference" {
+			ref[m.Chain] = m
 		}
-		byChain[m.Chain][m.Impl] = m
-		fmt.Printf("| %s | %s | %.2f | %.2f | %.2f | %.2f | %d |\n", m.Chain, m.Impl,
-			percentile(m.Add, .5), percentile(m.Add, .95), percentile(m.Del, .5), percentile(m.Del, .95), len(m.Errors))
+		if concurrent {
+			fmt.Printf("| %s | %s | %d | %d | %.1f | %d | %d |\n", chainDescriptions[m.Chain], m.Impl, m.N, m.Workers,
+				float64(m.N)/m.Seconds, len(m.Errors), m.Duplicates)
+		} else {
+			fmt.Printf("| %s | %s | %d | %.2f | %.2f | %.2f | %.2f | %d |\n", chainDescriptions[m.Chain], m.Impl, m.Existing,
+				percentile(m.Add, .5), percentile(m.Add, .95), percentile(m.Del, .5), percentile(m.Del, .95), len(m.Errors))
+		}
 	}
 	fmt.Println()
-	for chain, impls := range byChain {
-		ref, okR := impls["reference"]
-		for _, name := range []string{"cnikit", "cnikit in-process"} {
-			ck, okC := impls[name]
-			if okR && okC {
-				fmt.Printf("%s: %s ADD p50 = %.2f× reference, DEL p50 = %.2f× reference\n", chain, name,
-					percentile(ck.Add, .5)/percentile(ref.Add, .5), percentile(ck.Del, .5)/percentile(ref.Del, .5))
+	for _, m := range results {
+		r, ok := ref[m.Chain]
+		if ok && m.Impl != "reference" {
+			if concurrent {
+				fmt.Printf("%s, %s: %.1f× the reference's containers/s\n", m.Chain, m.Impl,
+					(float64(m.N)/m.Seconds)/(float64(r.N)/r.Seconds))
+			} else {
+				fmt.Printf("%s, %s: ADD p50 %.2f× the reference's, DEL p50 %.2f×\n", m.Chain, m.Impl,
+					percentile(m.Add, .5)/percentile(r.Add, .5), percentile(m.Del, .5)/percentile(r.Del, .5))
 			}
 		}
-		for impl, m := range impls {
-			for i, e := range m.Errors {
-				if i == 3 {
-					fmt.Printf("  %s: ... %d more errors\n", impl, len(m.Errors)-3)
-					break
-				}
-				fmt.Printf("  %s error: %s\n", impl, e)
+		for i, e := range m.Errors {
+			if i == 3 {
+				fmt.Printf("  %s on %s: ... %d more errors\n", m.Impl, m.Chain, len(m.Errors)-3)
+				break
 			}
+			fmt.Printf("  %s on %s error: %s\n", m.Impl, m.Chain, e)
 		}
 	}
 }
