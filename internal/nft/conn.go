@@ -8,6 +8,7 @@
 //
 //   - masquerade (bridge, ptp ipMasq): table inet cnikit, see masquerade.go;
 //   - MAC spoof check (bridge macspoofchk): table bridge cnikit, see macspoof.go;
+//   - host ports (portmap): table inet cnikit, see portmap.go;
 //   - cleanup of the reference plugins' nftables masquerade rules, see reference.go.
 //
 // Per-container state lives in set and map elements whose comment identifies
