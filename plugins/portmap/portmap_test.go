@@ -1,12 +1,16 @@
 package portmap
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // TestTCPMappingReachesContainer: one mapping (any address, both families)
@@ -546,5 +551,26 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 	if a, b := len(tp.elements("racer0")), len(tp.elements("racer1")); a+b != 2 || a*b != 0 {
 		t.Errorf("racers hold %d and %d elements, want 2 and 0", a, b)
+	}
+}
+
+// TestStatusWithoutNftables: a plugin process that may not use nftables
+// (here: running as nobody, without CAP_NET_ADMIN) reports code 50.
+func TestStatusWithoutNftables(t *testing.T) {
+	tp := newTopology(t)
+	bin := filepath.Join(plugintest.BinDir(t), "portmap")
+	var out []byte
+	var runErr error
+	tp.host.Do(func() error {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"CNI_COMMAND=STATUS", "CNI_PATH=/nonexistent"}
+		cmd.Stdin = bytes.NewReader(configJSON(t, nil, nil, nil))
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, runErr = cmd.Output()
+		return nil
+	})
+	var cerr cni.Error
+	if runErr == nil || json.Unmarshal(out, &cerr) != nil || cerr.Code != cni.CodePluginNotAvailable {
+		t.Errorf("STATUS as nobody: %v, %s; want code 50", runErr, out)
 	}
 }
