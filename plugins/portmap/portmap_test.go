@@ -2,6 +2,7 @@ package portmap
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
 	"github.com/cnikit/cnikit/internal/plugintest"
+	"github.com/cnikit/cnikit/invoke"
 )
 
 // TestTCPMappingReachesContainer: one mapping (any address, both families)
@@ -572,5 +574,36 @@ func TestStatusWithoutNftables(t *testing.T) {
 	var cerr cni.Error
 	if runErr == nil || json.Unmarshal(out, &cerr) != nil || cerr.Code != cni.CodePluginNotAvailable {
 		t.Errorf("STATUS as nobody: %v, %s; want code 50", runErr, out)
+	}
+}
+
+// TestBinaryStateDir: the plugin binary, executed as a runtime does, keeps its
+// records where CNIKIT_PORTMAP_STATE_DIR says.
+func TestBinaryStateDir(t *testing.T) {
+	tp := newTopology(t)
+	serveTCP(t, tp.c1, "c1", 80)
+	dir := t.TempDir()
+	bin := filepath.Join(plugintest.BinDir(t), "portmap")
+	exec := func(verb string, conf []byte) {
+		env := invoke.Env{Command: verb, ContainerID: "bin1", Netns: tp.c1.Path(), IfName: "eth0", Path: "/nonexistent"}
+		var err error
+		tp.host.Do(func() error {
+			_, err = invoke.Exec(context.Background(), bin, conf, append(env.Environ(nil), StateDirEnv+"="+dir), nil)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", verb, err)
+		}
+	}
+	exec("ADD", configJSON(t, []map[string]any{mapping(8080, 80, "tcp", "")}, tp.containerResult(tp.c1), nil))
+	if _, err := os.Stat(filepath.Join(dir, "testnet", "bin1_eth0")); err != nil {
+		t.Errorf("no record in %s: %v", dir, err)
+	}
+	if r, err := dialTCP(t, tp.client, hostClientIP+":8080"); err != nil || r.server != "c1" {
+		t.Errorf("mapping made by the binary: %+v, %v", r, err)
+	}
+	exec("DEL", configJSON(t, nil, nil, nil))
+	if n := len(tp.elementsOf("testnet", "bin1", "eth0")); n != 0 {
+		t.Errorf("DEL by the binary left %d elements", n)
 	}
 }

@@ -24,6 +24,20 @@ import (
 // temporary directory.
 var stateDir = "/run/cni/portmap"
 
+// StateDirEnv names the environment variable that, set to an absolute path,
+// replaces /run/cni/portmap. It is read from the plugin's environment, which
+// the runtime controls (a network configuration cannot move the records);
+// tests that execute the plugin binary point it at a temporary directory.
+const StateDirEnv = "CNIKIT_PORTMAP_STATE_DIR"
+
+// recordsRoot is the directory holding the records.
+func recordsRoot() string {
+	if dir := os.Getenv(StateDirEnv); filepath.IsAbs(dir) {
+		return filepath.Clean(dir)
+	}
+	return stateDir
+}
+
 // record is the on-disk form of an attachment's mappings.
 type record struct {
 	Network     string            `json:"network"`
@@ -124,7 +138,7 @@ func (r *record) hostPorts() ([]nft.HostPort, error) {
 }
 
 func recordPath(a nft.Attachment) string {
-	return filepath.Join(stateDir, a.Network, a.ContainerID+"_"+a.IfName)
+	return filepath.Join(recordsRoot(), a.Network, a.ContainerID+"_"+a.IfName)
 }
 
 // readRecord returns the attachment's record, or nil when there is none.
@@ -178,7 +192,8 @@ func removeRecord(a nft.Attachment) error {
 
 // networkRecords returns the paths of network's records.
 func networkRecords(network string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(stateDir, network))
+	dir := filepath.Join(recordsRoot(), network)
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -188,7 +203,7 @@ func networkRecords(network string) ([]string, error) {
 	var paths []string
 	for _, e := range entries {
 		if e.Type().IsRegular() && !strings.HasSuffix(e.Name(), ".tmp") {
-			paths = append(paths, filepath.Join(stateDir, network, e.Name()))
+			paths = append(paths, filepath.Join(dir, e.Name()))
 		}
 	}
 	return paths, nil
