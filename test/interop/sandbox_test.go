@@ -35,7 +35,6 @@ import (
 // (TestMain); commands enter the sandbox with nsenter.
 type sandbox struct {
 	t       *testing.T
-	host    *nstest.NS
 	dir     string
 	init    *exec.Cmd
 	initPid int
@@ -75,21 +74,24 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sandbox{t: t, host: host, dir: t.TempDir(), exited: make(chan struct{})}
+	s := &sandbox{t: t, dir: t.TempDir(), exited: make(chan struct{})}
 	spec, _ := json.Marshal(sandboxSpec{Mounts: mounts, Scratch: filepath.Join(s.dir, "scratch")})
 	s.env = []string{"PATH=" + sandboxPath, "HOME=/root", "LANG=C.UTF-8"}
 	s.init = exec.Command(self)
-	s.init.Env = append(s.env, sandboxInitEnv+"="+string(spec))
+	s.init.Env = append(append([]string{}, s.env...), sandboxInitEnv+"="+string(spec))
 	// The init dies with the thread that started it: that thread lives until
 	// the sandbox is torn down, or until the test process dies.
 	s.init.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
 	}
-	stdout, err := s.init.StdoutPipe()
+	// The init says "ready" on this pipe once its mounts are made.
+	readyPipe, readyWriter, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer readyPipe.Close()
+	s.init.Stdout = readyWriter
 	var initLog strings.Builder
 	s.init.Stderr = &initLog
 
@@ -111,7 +113,9 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 		close(s.exited)
 		<-release
 	}()
-	if err := <-started; err != nil {
+	err = <-started
+	readyWriter.Close() // the init has its own copy now
+	if err != nil {
 		t.Fatalf("starting the sandbox init: %v", err)
 	}
 	s.initPid = s.init.Process.Pid
@@ -122,7 +126,7 @@ func newSandbox(t *testing.T, host *nstest.NS, mounts []sandboxMount) *sandbox {
 	})
 	ready := make(chan string, 1)
 	go func() {
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		line, _ := bufio.NewReader(readyPipe).ReadString('\n')
 		ready <- line
 	}()
 	select {
