@@ -17,12 +17,14 @@ import (
 const dockerConf = `{"cniVersion":"1.1.0","name":"cnikit-dock","plugins":[
   {"type":"bridge","bridge":"cnikit-dock0","isGateway":true,"ipMasq":true,
    "ipam":{"type":"host-local","ranges":[[{"subnet":"10.132.0.0/24","gateway":"10.132.0.1"}]],
-           "routes":[{"dst":"0.0.0.0/0"}]}}]}`
+           "routes":[{"dst":"0.0.0.0/0"}]}},
+  {"type":"portmap","capabilities":{"portMappings":true}}]}`
 
 // The Kubernetes way with Docker Engine 20.10, which does not speak CNI:
-// containers started with --network none are put on a cnikit network by
-// `cnikit attach --pid`; each gets eth0 with its address, and they ping the
-// gateway and each other. `cnikit detach` removes eth0, and after
+// containers started with --network none are put on a cnikit network
+// (bridge and portmap) by `cnikit attach --pid`; each gets eth0 with its
+// address, they ping the gateway and each other, and a port published with
+// attach --publish answers from the host. `cnikit detach` removes eth0, and after
 // `docker rm` no veth, nftables element, IPAM reservation, cache entry or
 // pinned namespace is left.
 func TestDockerAttach(t *testing.T) {
@@ -74,10 +76,16 @@ func TestDockerAttach(t *testing.T) {
 	}
 	names := []string{"cnikit-c1", "cnikit-c2"}
 	pids := map[string]string{}
-	for _, name := range names {
-		docker("run", "-d", "--network", "none", "--ulimit", "nofile=20000:20000", "--name", name, imageName, "sleep", "600")
+	for i, name := range names {
+		docker("run", "-d", "--network", "none", "--ulimit", "nofile=20000:20000", "--name", name, imageName,
+			"httpd", "-f", "-p", "80", "-h", "/www")
 		pids[name] = docker("inspect", "-f", "{{.State.Pid}}", name)
-		cnikit("attach", "--pid", pids[name], "--net", "cnikit-dock")
+		attach := []string{"attach", "--pid", pids[name], "--net", "cnikit-dock"}
+		if i == 0 {
+			// A host port, as a kubelet passes a pod's hostPort.
+			attach = append(attach, "--publish", "8081:80")
+		}
+		cnikit(attach...)
 	}
 	t.Cleanup(func() { sb.run(nil, "docker", "rm", "-f", names[0], names[1]) })
 
@@ -95,6 +103,13 @@ func TestDockerAttach(t *testing.T) {
 		if out, err := sb.run(nil, "docker", "exec", p.from, "ping", "-c", "1", "-W", "2", p.to); err != nil {
 			t.Errorf("ping %s from %s: %v\n%s", p.to, p.from, err, out)
 		}
+	}
+
+	// httpd may not listen yet when docker run returns.
+	var page string
+	err := waitFor(10*time.Second, func() (err error) { page, err = httpGet(host, "10.132.0.1:8081", "/index.html"); return err })
+	if err != nil || page != busyboxPage {
+		t.Errorf("the published port 8081 of %s from the host: %q, %v", names[0], page, err)
 	}
 
 	ipamDir := filepath.Join(cniDir, "networks", "cnikit-dock")
