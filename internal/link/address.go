@@ -159,7 +159,11 @@ func ConfigureInterface(cfg InterfaceConfig) (netlink.Link, error) {
 		if r.Scope != nil {
 			route.Scope = netlink.Scope(*r.Scope)
 		}
-		if err := netlink.RouteAdd(route); err != nil {
+		// Appended, not added: a second attachment of the same container (eth1
+		// on another network) brings its own default route, which the kernel
+		// keeps behind the first one instead of refusing it, as the reference
+		// plugins do.
+		if err := netlink.RouteAppend(route); err != nil {
 			return nil, fmt.Errorf("adding route %v via %v on %q: %w", r.Dst.String(), route.Gw, cfg.Name, err)
 		}
 	}
