@@ -5,12 +5,15 @@ package plugintest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -32,16 +35,22 @@ const PrebuiltEnv = "CNIKIT_BIN_DIR"
 
 // BinDir returns a directory holding the cnikit binary and one link per plugin
 // name (bridge, host-local, ...), built on first use (or linked to the binary
-// in $CNIKIT_BIN_DIR) and removed when the test process exits (the directory
-// is in the OS temp dir).
+// in $CNIKIT_BIN_DIR). A test process cannot remove it at exit, so each one
+// builds into <temp>/cnikit-plugintest/<pid> and removes the directories of
+// processes that are gone.
 func BinDir(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "cnikit-bin-")
-		if buildErr != nil {
+		root := filepath.Join(os.TempDir(), "cnikit-plugintest")
+		if buildErr = os.MkdirAll(root, 0o755); buildErr != nil {
 			return
 		}
-		os.Chmod(buildDir, 0o755)
+		removeStale(root)
+		buildDir = filepath.Join(root, strconv.Itoa(os.Getpid()))
+		os.RemoveAll(buildDir)
+		if buildErr = os.Mkdir(buildDir, 0o755); buildErr != nil {
+			return
+		}
 		bin := filepath.Join(buildDir, "cnikit")
 		if dir := os.Getenv(PrebuiltEnv); dir != "" {
 			buildErr = linkPrebuilt(dir, bin)
@@ -67,6 +76,20 @@ func BinDir(t testing.TB) string {
 		t.Fatalf("building cnikit: %v", buildErr)
 	}
 	return buildDir
+}
+
+// removeStale removes the build directories of test processes that exited.
+func removeStale(root string) {
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }
 
 // Binary returns the path of the built cnikit binary.
