@@ -9,6 +9,9 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+
+	"github.com/cnikit/cnikit/internal/nft"
 )
 
 // readNFT reads an iptables-nft table (nftables table ip/ip6 <name>): every
@@ -56,6 +59,33 @@ func readNFT(f Family, name string, rulesOf []string) (*Table, error) {
 		}
 	}
 	return t, nil
+}
+
+// lookupNFTChains gets one chain of an iptables-nft table per family.
+func lookupNFTChains(table, name string, families []Family, out map[Family]*Chain) error {
+	for _, f := range families {
+		family := uint8(unix.NFPROTO_IPV4)
+		if f == IPv6 {
+			family = unix.NFPROTO_IPV6
+		}
+		info, exists, err := nft.LookupChain(family, table, name)
+		if err != nil {
+			return fmt.Errorf("looking up %s chain %s: %w", f, name, err)
+		}
+		if !exists {
+			out[f] = nil
+			continue
+		}
+		c := &Chain{Name: name}
+		if info.Policy != nil {
+			c.Policy = "ACCEPT"
+			if *info.Policy == 0 { // NF_DROP
+				c.Policy = "DROP"
+			}
+		}
+		out[f] = c
+	}
+	return nil
 }
 
 // ruleFromExprs recognises the expressions iptables-nft writes for the

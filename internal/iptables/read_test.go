@@ -61,6 +61,20 @@ func TestReadMatchesSave(t *testing.T) {
 				if c := table.Chain("FORWARD"); c == nil || c.Policy != wantPolicy {
 					t.Fatalf("FORWARD: %+v, want policy %s", c, wantPolicy)
 				}
+				if flavour == "nft" {
+					ns.Do(func() error {
+						got := map[Family]*Chain{}
+						err := lookupNFTChains("filter", "FORWARD", []Family{f}, got)
+						if c := got[f]; err != nil || c == nil || c.Policy != wantPolicy {
+							t.Errorf("lookupNFTChains(FORWARD) = %+v, %v; want policy %s", c, err, wantPolicy)
+						}
+						err = lookupNFTChains("filter", "NO-SUCH", []Family{f}, got)
+						if c, ok := got[f]; c != nil || !ok || err != nil {
+							t.Errorf("lookupNFTChains(NO-SUCH) = %+v, %v; want nil, nil", c, err)
+						}
+						return nil
+					})
+				}
 				if table.Chain("CNI-FORWARD") == nil || (f == IPv4 && table.Chain("CNI-ADMIN") == nil) {
 					t.Fatalf("chains: %v", table.Chains)
 				}

@@ -91,3 +91,29 @@ func Read(f Family, table string, rulesOf ...string) (*Table, error) {
 	}
 	return readNFT(f, table, rulesOf)
 }
+
+// LookupChain returns, per family, the named chain of table with its policy
+// but without its rules, or nil when it does not exist: one request per
+// family over one connection for the nft flavour, where Read lists every
+// chain.
+func LookupChain(table, name string, families ...Family) (map[Family]*Chain, error) {
+	out := map[Family]*Chain{}
+	var nftFamilies []Family
+	for _, f := range families {
+		if !Legacy(f) {
+			nftFamilies = append(nftFamilies, f)
+			continue
+		}
+		t, err := readLegacy(f, table, nil)
+		if err != nil {
+			return nil, err
+		}
+		out[f] = t.Chain(name)
+	}
+	if len(nftFamilies) > 0 {
+		if err := lookupNFTChains(table, name, nftFamilies, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -92,6 +92,9 @@ type FirewallElement struct {
 
 // Bridge returns the isolating bridge the element counts for, or "".
 func (e FirewallElement) Bridge() string {
+	if !strings.HasPrefix(e.Chain, isolationPrefix) {
+		return ""
+	}
 	return strings.TrimPrefix(e.Chain, isolationPrefix)
 }
 
@@ -188,24 +191,49 @@ func (c *Conn) queueFirewallBase() error {
 // bridgePair is the same-bridge set's key for bridge.
 func bridgePair(bridge string) []byte { return append(ifnameKey(bridge), ifnameKey(bridge)...) }
 
-// AddFirewall queues the attachment's elements (one per address) and, with
-// iso, its bridge's isolation entries. An element that already exists with
-// the same verdict is replaced, so that it carries this attachment's
-// comment; one that exists with another verdict makes the Flush fail with an
-// error IsClash recognises: queue EvictFirewall first then.
-//
-// Isolation entries are per bridge; the last ADD decides between
-// same-bridge and isolated when attachments of one bridge disagree.
+// AddFirewall queues the whole program, created or brought back to the
+// shape above, and the attachment's entries: see AddFirewallEntries.
 func (c *Conn) AddFirewall(a Attachment, addrs []net.IP, iso *Isolation) error {
 	if err := c.queueFirewallBase(); err != nil {
 		return err
 	}
+	return c.AddIsolatedFirewallEntries(a, addrs, iso)
+}
+
+// AddIsolatedFirewallEntries queues the bridge's isolation chain (when iso
+// is set) and the attachment's entries, for a program that is in place but
+// has not seen the bridge yet: cheaper than AddFirewall, which rewrites the
+// base chain.
+func (c *Conn) AddIsolatedFirewallEntries(a Attachment, addrs []net.IP, iso *Isolation) error {
+	if iso != nil {
+		chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: IsolationChain(iso.Bridge)})
+		c.nft.FlushChain(chain)
+		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: chain, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+	}
+	return c.AddFirewallEntries(a, addrs, iso)
+}
+
+// AddFirewallEntries queues the attachment's elements (one per address)
+// and, with iso, its bridge's isolation entries, for a program that is in
+// place: the Flush fails with an error IsNotFound recognises when it is not
+// (no table, map or bridge chain yet); queue AddFirewall then. Sending only
+// the entries is what keeps an ADD cheap: each object of a batch costs the
+// kernel time even when it exists already.
+//
+// An element that already exists with another verdict makes the Flush fail
+// with an error IsClash recognises: queue EvictFirewall first then. One with
+// the same verdict is kept as it is, comment included: an attachment that
+// never got its DEL and held the same address, which needs IPAM to hand out
+// an address it still has reserved (the chain's GC releases both together).
+// Replacing it would cost two more messages per address, each of which the
+// kernel takes time over.
+//
+// Isolation entries are per bridge; the last ADD decides between
+// same-bridge and isolated when attachments of one bridge disagree.
+func (c *Conn) AddFirewallEntries(a Attachment, addrs []net.IP, iso *Isolation) error {
 	target := openChain
 	if iso != nil {
 		target = IsolationChain(iso.Bridge)
-		chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: target})
-		c.nft.FlushChain(chain)
-		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: chain, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
 		if err := c.nft.SetAddElements(isolatingSet, []nftables.SetElement{{Key: ifnameKey(iso.Bridge)}}); err != nil {
 			return fmt.Errorf("queueing isolation of %s: %w", iso.Bridge, err)
 		}
@@ -223,25 +251,29 @@ func (c *Conn) AddFirewall(a Attachment, addrs []net.IP, iso *Isolation) error {
 	}
 	comment := a.Comment()
 	jump := &expr.Verdict{Kind: expr.VerdictJump, Chain: target}
+	elems := map[*nftables.Set][]nftables.SetElement{}
 	for _, ip := range addrs {
 		set, key := fwMapFor(ip)
-		// Add (a no-op when present), delete, add: the element ends up new
-		// whether it existed or not, with this attachment's comment.
-		steps := []func() error{
-			func() error { return c.nft.SetAddElements(set, []nftables.SetElement{{Key: key, VerdictData: jump}}) },
-			func() error { return c.nft.SetDeleteElements(set, []nftables.SetElement{{Key: key}}) },
-			func() error {
-				return c.nft.SetAddElements(set, []nftables.SetElement{{Key: key, VerdictData: jump, Comment: comment}})
-			},
-		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return fmt.Errorf("queueing firewall element of %s: %w", ip, err)
-			}
+		elems[set] = append(elems[set], nftables.SetElement{Key: key, VerdictData: jump, Comment: comment})
+	}
+	for set, list := range elems {
+		if err := c.nft.SetAddElements(set, list); err != nil {
+			return fmt.Errorf("queueing firewall elements of %s: %w", a.ContainerID, err)
 		}
 		c.queued++
 	}
 	return nil
+}
+
+// RestoreFirewallProgram queues the program's rewrite when it exists (GC
+// uses it, so that a base chain someone changed converges again without
+// making every ADD pay for the rewrite).
+func (c *Conn) RestoreFirewallProgram() error {
+	exists, err := c.FirewallBaseExists()
+	if err != nil || !exists {
+		return err
+	}
+	return c.queueFirewallBase()
 }
 
 // EvictFirewall queues the deletion of the elements that hold ips' keys now,
@@ -297,10 +329,18 @@ func (c *Conn) queueFirewallDelete(elems []FirewallElement) error {
 }
 
 // ReleaseIsolation queues the removal of bridge's isolation entries and
-// chain. The Flush fails with an error IsBusy recognises while a container
-// address still jumps to the chain, and then changes nothing: queue it in a
-// batch of its own, or retry the batch without it.
+// chain, when the chain exists (they come and go together). The Flush fails
+// with an error IsBusy recognises while a container address still jumps to
+// the chain, and then changes nothing: queue it in a batch of its own, or
+// retry the batch without it.
 func (c *Conn) ReleaseIsolation(bridge string) error {
+	name := IsolationChain(bridge)
+	if _, err := c.nft.ListChain(inetTable, name); err != nil {
+		if IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("looking up nftables chain %s %s: %w", TableName, name, err)
+	}
 	c.nft.AddTable(inetTable)
 	for _, s := range []*nftables.Set{isolatingSet, sameBridgeSet} {
 		s.ID = 0
@@ -321,9 +361,7 @@ func (c *Conn) ReleaseIsolation(bridge string) error {
 			return fmt.Errorf("queueing release of %s: %w", bridge, err)
 		}
 	}
-	name := IsolationChain(bridge)
-	chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: name})
-	c.nft.DelChain(chain)
+	c.nft.DelChain(&nftables.Chain{Table: inetTable, Name: name})
 	c.queued++
 	return nil
 }
@@ -430,8 +468,29 @@ func (c *Conn) ListFirewall() ([]FirewallElement, error) {
 	return out, nil
 }
 
+// firewallBaseRules is the number of rules of the base chain.
+const firewallBaseRules = 7
+
+// FirewallProgramIntact reports whether the base chain has its rules, the
+// first being the jump to the admin chain (CHECK uses it).
+func (c *Conn) FirewallProgramIntact() (bool, error) {
+	base := &nftables.Chain{Table: inetTable, Name: FirewallChain}
+	rules, err := c.nft.GetRules(inetTable, base)
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("listing nftables chain %s %s: %w", TableName, FirewallChain, err)
+	}
+	if len(rules) != firewallBaseRules || len(rules[0].Exprs) != 1 {
+		return false, nil
+	}
+	v, ok := rules[0].Exprs[0].(*expr.Verdict)
+	return ok && v.Kind == expr.VerdictJump && v.Chain == FirewallAdminChain, nil
+}
+
 // FirewallBaseExists reports whether the forward base chain exists (STATUS
-// and CHECK use it).
+// and GC use it).
 func (c *Conn) FirewallBaseExists() (bool, error) {
 	_, err := c.nft.ListChain(inetTable, FirewallChain)
 	if IsNotFound(err) {

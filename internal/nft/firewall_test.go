@@ -74,6 +74,9 @@ func TestFirewallLifecycle(t *testing.T) {
 		if err := c.Flush(); err != nil {
 			t.Fatalf("deleting A: %v", err)
 		}
+		if refs, ok, err := c.IsolationReferences("br-iso"); refs != 1 || !ok || err != nil {
+			t.Fatalf("IsolationReferences with B left = %d, %v, %v; want 1", refs, ok, err)
+		}
 		if err := c.ReleaseIsolation("br-iso"); err != nil {
 			return err
 		}
@@ -106,11 +109,17 @@ func TestFirewallLifecycle(t *testing.T) {
 		if err != nil || len(bridges) != 1 || bridges[0] != "br-iso" {
 			t.Fatalf("IsolatedBridges = %v, %v", bridges, err)
 		}
+		if refs, ok, err := c.IsolationReferences("br-iso"); refs != 0 || !ok || err != nil {
+			t.Fatalf("IsolationReferences of an unused bridge = %d, %v, %v; want 0", refs, ok, err)
+		}
 		if err := c.ReleaseIsolation("br-iso"); err != nil {
 			return err
 		}
 		if err := c.Flush(); err != nil {
 			t.Fatalf("release of an unused bridge: %v", err)
+		}
+		if _, ok, err := c.IsolationReferences("br-iso"); ok || err != nil {
+			t.Fatalf("IsolationReferences after release: exists %v, %v", ok, err)
 		}
 		// Releasing a bridge that has nothing is a no-op success.
 		if err := c.ReleaseIsolation("br-none"); err != nil {
@@ -122,6 +131,60 @@ func TestFirewallLifecycle(t *testing.T) {
 	if strings.Contains(out, "br-iso") || strings.Contains(out, "10.1.0.") || !strings.Contains(out, "10.2.0.5") {
 		t.Errorf("want only net2's element left:\n%s", out)
 	}
+}
+
+// TestFirewallEntriesNeedTheProgram: entries alone fail, not found, until
+// the program exists; GC's restore brings a changed base chain back.
+func TestFirewallEntriesNeedTheProgram(t *testing.T) {
+	ns := nstest.New(t)
+	a := Attachment{Network: "net1", ContainerID: "c1", IfName: "eth0"}
+	ips, isoIPs := []net.IP{net.ParseIP("10.1.0.5")}, []net.IP{net.ParseIP("10.1.0.6")}
+	iso := &Isolation{Bridge: "br0", SameBridge: true}
+	withConn(t, ns, func(c *Conn) error {
+		for _, step := range []struct {
+			name    string
+			queue   func() error
+			wantErr bool
+		}{
+			{"entries without the program", func() error { return c.AddFirewallEntries(a, ips, nil) }, true},
+			{"program and entries", func() error { return c.AddFirewall(a, ips, nil) }, false},
+			{"entries", func() error { return c.AddFirewallEntries(a, ips, nil) }, false},
+			{"entries of a new isolating bridge", func() error { return c.AddFirewallEntries(a, isoIPs, iso) }, true},
+			{"program with the bridge", func() error { return c.AddFirewall(a, isoIPs, iso) }, false},
+			{"entries of the known bridge", func() error { return c.AddFirewallEntries(a, isoIPs, iso) }, false},
+		} {
+			if err := step.queue(); err != nil {
+				return err
+			}
+			err := c.Flush()
+			if step.wantErr && !IsNotFound(err) {
+				t.Fatalf("%s: got %v, want not found", step.name, err)
+			}
+			if !step.wantErr && err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+		}
+		if ok, err := c.FirewallProgramIntact(); !ok || err != nil {
+			t.Fatalf("program intact = %v, %v", ok, err)
+		}
+		return nil
+	})
+	ns.MustRun("nft", "flush", "chain", "inet", "cnikit", "forward")
+	withConn(t, ns, func(c *Conn) error {
+		if ok, _ := c.FirewallProgramIntact(); ok {
+			t.Error("a flushed base chain reads as intact")
+		}
+		if err := c.RestoreFirewallProgram(); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		if ok, err := c.FirewallProgramIntact(); !ok || err != nil {
+			t.Errorf("after RestoreFirewallProgram: intact = %v, %v", ok, err)
+		}
+		return nil
+	})
 }
 
 func TestFirewallIsolatedReplacesSameBridge(t *testing.T) {

@@ -73,12 +73,18 @@ func (c *conf) backend(ctx context.Context) backend {
 // forwardDropsByDefault reports whether iptables' FORWARD chain (of the
 // flavour iptables-restore writes, for either family) has policy DROP.
 func forwardDropsByDefault() bool {
+	var families []iptables.Family
 	for _, f := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
-		if iptables.Available(f) != nil {
-			continue
+		if iptables.Available(f) == nil {
+			families = append(families, f)
 		}
-		t, err := iptables.Read(f, filterTable)
-		if err == nil && t.Chain(builtinForwardChain) != nil && t.Chain(builtinForwardChain).Policy == "DROP" {
+	}
+	chains, err := iptables.LookupChain(filterTable, builtinForwardChain, families...)
+	if err != nil {
+		return false
+	}
+	for _, c := range chains {
+		if c != nil && c.Policy == "DROP" {
 			return true
 		}
 	}

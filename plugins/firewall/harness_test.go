@@ -24,6 +24,7 @@ import (
 	// to host-local; both run in-process (CNI_PATH links to the test binary).
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
+	_ "github.com/cnikit/cnikit/plugins/loopback"
 )
 
 // Addresses of the "outside" namespace, routed through the host.

@@ -311,13 +311,8 @@ func isolateBridge(t *iptables.Table, s *iptables.Script, iso *nft.Isolation) {
 // cannot be looked up): when it does not, DEL and GC have nothing to do,
 // and neither lock nor start anything.
 func hasForwardChain() bool {
-	for _, f := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
-		t, err := iptables.Read(f, filterTable)
-		if err != nil || t.Chain(forwardChain) != nil {
-			return true
-		}
-	}
-	return false
+	chains, err := iptables.LookupChain(filterTable, forwardChain, iptables.IPv4, iptables.IPv6)
+	return err != nil || chains[iptables.IPv4] != nil || chains[iptables.IPv6] != nil
 }
 
 // del removes the attachment's rules (cnikit's by comment, the reference's

@@ -17,19 +17,34 @@ type nftablesBackend struct{}
 
 func (nftablesBackend) name() string { return backendNftables }
 
-// add sends the attachment's elements and isolation entries in one batch.
-// An address still held by a leaked attachment of another bridge makes the
-// batch fail; the holder is evicted and the batch sent again.
+// add sends the attachment's elements and isolation entries in one batch,
+// and the whole program with them only when that fails for want of it (the
+// first ADD, or a new isolating bridge). An address still held by a leaked
+// attachment of another bridge makes the batch fail; the holder is evicted
+// and the batch sent again.
 func (nftablesBackend) add(_ context.Context, a *attachment) error {
 	conn, err := nft.Open()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.AddFirewall(a.Attachment, a.IPs, a.Isolation); err != nil {
+	if err := conn.AddFirewallEntries(a.Attachment, a.IPs, a.Isolation); err != nil {
 		return err
 	}
 	err = conn.Flush()
+	if nft.IsNotFound(err) && a.Isolation != nil {
+		// Most likely a bridge the program has not seen yet.
+		if exists, lookErr := conn.FirewallBaseExists(); lookErr == nil && exists {
+			if err = conn.AddIsolatedFirewallEntries(a.Attachment, a.IPs, a.Isolation); err == nil {
+				err = conn.Flush()
+			}
+		}
+	}
+	if nft.IsNotFound(err) {
+		if err = conn.AddFirewall(a.Attachment, a.IPs, a.Isolation); err == nil {
+			err = conn.Flush()
+		}
+	}
 	if nft.IsClash(err) {
 		if err = conn.EvictFirewall(a.IPs); err == nil {
 			if err = conn.AddFirewall(a.Attachment, a.IPs, a.Isolation); err == nil {
@@ -44,51 +59,60 @@ func (nftablesBackend) add(_ context.Context, a *attachment) error {
 }
 
 // del removes the attachment's elements: by address when prevResult gave
-// them (one batch), else, or when some are gone already, found by their
-// comment. The bridge's isolation goes in the same batch when this was its
-// last container (the kernel's reference count on the bridge's chain
-// decides; a busy chain makes the batch fail and it is sent again without).
+// them, else (or when some are gone already) found by their comment. When
+// they are the last ones jumping to their bridge's isolation chain (the
+// kernel's reference count says so), the bridge's isolation goes in the
+// same batch; should another container have come meanwhile, the batch fails
+// busy and is sent again without it.
 func (nftablesBackend) del(_ context.Context, a *attachment) error {
 	conn, err := nft.Open()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	bridges := map[string]bool{}
-	if a.Isolation != nil {
-		bridges[a.Isolation.Bridge] = true
-	}
 	byKey := len(a.IPs) > 0
-	var found []nft.FirewallElement
-	queue := func(release bool) error {
+	for attempt := 0; ; attempt++ {
+		// What goes: the addresses, and how many of them count for each
+		// isolating bridge.
+		ips, mine := a.IPs, map[string]int{}
 		if byKey {
-			if err := conn.DelFirewallIPs(a.IPs); err != nil {
-				return err
+			if a.Isolation != nil {
+				mine[a.Isolation.Bridge] = len(a.IPs)
 			}
 		} else {
-			var err error
-			if found, err = conn.DelFirewallOf(a.Attachment); err != nil {
+			found, err := conn.FindFirewall(a.Attachment)
+			if err != nil {
 				return err
 			}
+			ips = nil
 			for _, e := range found {
+				ips = append(ips, e.IP)
 				if b := e.Bridge(); b != "" {
-					bridges[b] = true
+					mine[b]++
+				}
+			}
+			if a.Isolation != nil {
+				if _, ok := mine[a.Isolation.Bridge]; !ok {
+					// No element left: an isolation an earlier DEL left
+					// behind still goes when nothing uses it.
+					mine[a.Isolation.Bridge] = 0
 				}
 			}
 		}
-		if release {
-			for b := range bridges {
-				if err := conn.ReleaseIsolation(b); err != nil {
+		if err := conn.DelFirewallIPs(ips); err != nil {
+			return err
+		}
+		release := attempt < 2
+		for bridge, n := range mine {
+			refs, exists, err := conn.IsolationReferences(bridge)
+			if err != nil {
+				return err
+			}
+			if exists && refs <= n && release {
+				if err := conn.ReleaseIsolation(bridge); err != nil {
 					return err
 				}
 			}
-		}
-		return nil
-	}
-	release := len(bridges) > 0 || !byKey
-	for attempt := 0; ; attempt++ {
-		if err := queue(release); err != nil {
-			return err
 		}
 		if conn.Pending() == 0 {
 			return nil
@@ -101,8 +125,8 @@ func (nftablesBackend) del(_ context.Context, a *attachment) error {
 			return fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
 		case nft.IsNotFound(err) && byKey:
 			byKey = false // some address is gone: look the rest up
-		case nft.IsBusy(err) && release:
-			release = false // the bridge still has containers
+		case nft.IsBusy(err) || nft.IsNotFound(err):
+			// A container came or went meanwhile: look again.
 		default:
 			return fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
 		}
@@ -118,8 +142,8 @@ func (nftablesBackend) check(_ context.Context, a *attachment) error {
 		return err
 	}
 	defer conn.Close()
-	if ok, err := conn.FirewallBaseExists(); err != nil || !ok {
-		return errors.Join(err, fmt.Errorf("nftables chain inet %s %s is missing", nft.TableName, nft.FirewallChain))
+	if ok, err := conn.FirewallProgramIntact(); err != nil || !ok {
+		return errors.Join(err, fmt.Errorf("nftables chain inet %s %s is missing or was changed (GC restores it)", nft.TableName, nft.FirewallChain))
 	}
 	elems, err := conn.FindFirewall(a.Attachment)
 	if err != nil {
@@ -168,6 +192,11 @@ func (nftablesBackend) gc(_ context.Context, network string, keep nft.KeepSet) e
 	}
 	defer conn.Close()
 	var errs []error
+	if err := conn.RestoreFirewallProgram(); err != nil {
+		errs = append(errs, err)
+	} else if err := conn.Flush(); err != nil {
+		errs = append(errs, fmt.Errorf("restoring the nftables firewall program: %w", err))
+	}
 	if _, err := conn.GCFirewall(network, keep); err != nil {
 		errs = append(errs, err)
 	} else if err := conn.Flush(); err != nil {
