@@ -9,6 +9,8 @@
 //   - masquerade (bridge, ptp ipMasq): table inet cnikit, see masquerade.go;
 //   - MAC spoof check (bridge macspoofchk): table bridge cnikit, see macspoof.go;
 //   - host ports (portmap): table inet cnikit, see portmap.go;
+//   - forward filter and bridge isolation (firewall): table inet cnikit, see
+//     firewall.go (and chainuse.go for chain reference counts);
 //   - cleanup of the reference plugins' nftables masquerade rules, see reference.go.
 //
 // Per-container state lives in set and map elements whose comment identifies
