@@ -317,11 +317,17 @@ func (c *Conn) DelFirewallOf(a Attachment) ([]FirewallElement, error) {
 	return elems, c.queueFirewallDelete(elems)
 }
 
+// queueFirewallDelete queues one message per map (each message costs the
+// kernel time, each element little).
 func (c *Conn) queueFirewallDelete(elems []FirewallElement) error {
+	keys := map[*nftables.Set][]nftables.SetElement{}
 	for _, e := range elems {
 		set, key := fwMapFor(e.IP)
-		if err := c.nft.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
-			return fmt.Errorf("queueing removal of firewall element of %s: %w", e.IP, err)
+		keys[set] = append(keys[set], nftables.SetElement{Key: key})
+	}
+	for set, list := range keys {
+		if err := c.nft.SetDeleteElements(set, list); err != nil {
+			return fmt.Errorf("queueing removal of %d firewall elements: %w", len(list), err)
 		}
 		c.queued++
 	}

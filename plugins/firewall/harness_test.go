@@ -360,3 +360,17 @@ func splitLines(s, sub string) []string {
 func attachmentKey(n network, c *container) nft.Attachment {
 	return nft.Attachment{Network: n.name, ContainerID: c.cid, IfName: "eth0"}
 }
+
+// resultAs re-encodes a result in another version.
+func resultAs(t testing.TB, result []byte, version string) []byte {
+	t.Helper()
+	r, err := cni.ParseResult(result, "1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.Marshal(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
