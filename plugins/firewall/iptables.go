@@ -86,14 +86,22 @@ func (b iptablesBackend) readFilter(f iptables.Family) (*iptables.Table, error) 
 }
 
 // ruleComment is the attachment's comment, with the bridge after the key
-// when it holds the bridge's isolation.
+// when it holds the bridge's isolation. Characters an iptables-restore line
+// could misread (quotes, backslashes, anything unusual an interface name may
+// hold) become '_'.
 func ruleComment(a *attachment) string {
 	c := a.Comment()
-	if a.Isolation == nil {
-		return c
+	if a.Isolation != nil {
+		key := a.Key()
+		c = key + bridgeCommentPrefix + a.Isolation.Bridge + c[len(key):]
 	}
-	key := a.Key()
-	return key + bridgeCommentPrefix + a.Isolation.Bridge + c[len(key):]
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(" ,:._@-", r):
+			return r
+		}
+		return '_'
+	}, c)
 }
 
 // bridgeOfComment returns the bridge recorded in a cnikit rule comment.
