@@ -103,15 +103,19 @@ func (nftablesBackend) del(_ context.Context, a *attachment) error {
 			return err
 		}
 		release := attempt < 2
+		var kept []string
 		for bridge, n := range mine {
 			refs, exists, err := conn.IsolationReferences(bridge)
 			if err != nil {
 				return err
 			}
-			if exists && refs <= n && release {
+			switch {
+			case exists && refs <= n && release:
 				if err := conn.ReleaseIsolation(bridge); err != nil {
 					return err
 				}
+			case exists:
+				kept = append(kept, bridge)
 			}
 		}
 		if conn.Pending() == 0 {
@@ -120,6 +124,7 @@ func (nftablesBackend) del(_ context.Context, a *attachment) error {
 		err := conn.Flush()
 		switch {
 		case err == nil:
+			releaseIfUnused(conn, kept)
 			return nil
 		case attempt >= 3:
 			return fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
@@ -129,6 +134,21 @@ func (nftablesBackend) del(_ context.Context, a *attachment) error {
 			// A container came or went meanwhile: look again.
 		default:
 			return fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
+		}
+	}
+}
+
+// releaseIfUnused releases the bridges that have no container left after
+// all: a DEL running at the same time on the same bridge saw this DEL's
+// elements and kept the isolation for them. Failures only mean that another
+// call released it, or that a container came; GC catches the rest.
+func releaseIfUnused(conn *nft.Conn, bridges []string) {
+	for _, b := range bridges {
+		if refs, exists, err := conn.IsolationReferences(b); err != nil || !exists || refs > 0 {
+			continue
+		}
+		if conn.ReleaseIsolation(b) == nil {
+			_ = conn.Flush()
 		}
 	}
 }
