@@ -164,18 +164,22 @@ func del(ctx context.Context, args *skel.Args) error {
 		return err
 	}
 	var errs []error
-	if err := (nftablesBackend{}).del(ctx, a); err != nil {
+	inNftables, err := nftablesBackend{}.del(ctx, a)
+	if err != nil {
 		errs = append(errs, err)
 	}
-	ipt := c.backendNamed(backendIptables).(iptablesBackend)
-	if err := ipt.del(ctx, a); err != nil {
+	inIptables, err := c.backendNamed(backendIptables).(iptablesBackend).del(ctx, a)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	// Without a record of its own, the firewalld backend unbinds
-	// prevResult's addresses (a reference plugin's attachment) only when
-	// firewalld may have been the backend.
+	// prevResult's addresses (an attachment the reference plugin made) when
+	// firewalld may have been the backend: configured so, or unset and the
+	// attachment found in no other backend (which spares a conversation with
+	// the bus on every DEL of an nftables or iptables attachment).
+	unbind := c.Backend == backendFirewalld || (c.Backend == "" && !inNftables && !inIptables)
 	fw := c.backendNamed(backendFirewalld).(firewalldBackend)
-	if err := fw.del(ctx, a, c.Backend == "" || c.Backend == backendFirewalld); err != nil {
+	if err := fw.del(ctx, a, unbind); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -324,15 +324,15 @@ func hasForwardChain() bool {
 }
 
 // del removes the attachment's rules (cnikit's by comment, the reference's
-// by the addresses prevResult gives), then the isolation of each bridge
+// by the addresses prevResult gives) and reports whether there were any, then the isolation of each bridge
 // they held when no container rule that could be on it is left.
-func (b iptablesBackend) del(ctx context.Context, a *attachment) error {
+func (b iptablesBackend) del(ctx context.Context, a *attachment) (found bool, err error) {
 	if !hasForwardChain() {
-		return nil
+		return false, nil
 	}
 	unlock, err := b.lock()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unlock()
 	var errs []error
@@ -371,6 +371,7 @@ func (b iptablesBackend) del(ctx context.Context, a *attachment) error {
 		for i := range fwd.Rules {
 			if gone[i] {
 				s.Delete(forwardChain, fwd.Rules[i])
+				found = true
 			}
 		}
 		releaseBridges(t, s, bridges, gone)
@@ -378,7 +379,7 @@ func (b iptablesBackend) del(ctx context.Context, a *attachment) error {
 			errs = append(errs, fmt.Errorf("removing %s rules of %s: %w", f, a, err))
 		}
 	}
-	return errors.Join(errs...)
+	return found, errors.Join(errs...)
 }
 
 // releaseBridges queues the removal of the isolation rules of each bridge

@@ -58,16 +58,17 @@ func (nftablesBackend) add(_ context.Context, a *attachment) error {
 	return nil
 }
 
-// del removes the attachment's elements: by address when prevResult gave
-// them, else (or when some are gone already) found by their comment. When
+// del removes the attachment's elements, and reports whether it found any:
+// by address when prevResult gave them, else (or when some are gone already)
+// found by their comment. When
 // they are the last ones jumping to their bridge's isolation chain (the
 // kernel's reference count says so), the bridge's isolation goes in the
 // same batch; should another container have come meanwhile, the batch fails
 // busy and is sent again without it.
-func (nftablesBackend) del(_ context.Context, a *attachment) error {
+func (nftablesBackend) del(_ context.Context, a *attachment) (found bool, err error) {
 	conn, err := nft.Open()
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close()
 	byKey := len(a.IPs) > 0
@@ -82,7 +83,7 @@ func (nftablesBackend) del(_ context.Context, a *attachment) error {
 		} else {
 			found, err := conn.FindFirewall(a.Attachment)
 			if err != nil {
-				return err
+				return false, err
 			}
 			ips = nil
 			for _, e := range found {
@@ -100,40 +101,40 @@ func (nftablesBackend) del(_ context.Context, a *attachment) error {
 			}
 		}
 		if err := conn.DelFirewallIPs(ips); err != nil {
-			return err
+			return false, err
 		}
 		release := attempt < 2
 		var kept []string
 		for bridge, n := range mine {
 			refs, exists, err := conn.IsolationReferences(bridge)
 			if err != nil {
-				return err
+				return false, err
 			}
 			switch {
 			case exists && refs <= n && release:
 				if err := conn.ReleaseIsolation(bridge); err != nil {
-					return err
+					return false, err
 				}
 			case exists:
 				kept = append(kept, bridge)
 			}
 		}
 		if conn.Pending() == 0 {
-			return nil
+			return false, nil
 		}
-		err := conn.Flush()
+		err = conn.Flush()
 		switch {
 		case err == nil:
 			releaseIfUnused(conn, kept)
-			return nil
+			return len(ips) > 0, nil
 		case attempt >= 3:
-			return fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
+			return false, fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
 		case nft.IsNotFound(err) && byKey:
 			byKey = false // some address is gone: look the rest up
 		case nft.IsBusy(err) || nft.IsNotFound(err):
 			// A container came or went meanwhile: look again.
 		default:
-			return fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
+			return false, fmt.Errorf("removing nftables firewall entries of %s: %w", a, err)
 		}
 	}
 }
