@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/iptables"
 )
 
@@ -156,5 +157,39 @@ func TestLegacyIptables(t *testing.T) {
 	save = e.host.MustRun("iptables-legacy-save")
 	if len(splitLines(save, c.ips[0])) != 0 || len(splitLines(save, "-i br-legacy")) != 0 {
 		t.Errorf("rules left after DEL:\n%s", save)
+	}
+}
+
+// TestDefaultBackendSeesFirewalldRules: firewalld's rules in the kernel
+// (its nftables table, or its iptables chains) make the default backend
+// firewalld, which then wants the daemon on the bus: without it, ADD asks
+// to try again later (code 11) and changes nothing.
+func TestDefaultBackendSeesFirewalldRules(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup [][]string
+	}{
+		{"nftables table inet firewalld", [][]string{
+			{"nft", "add", "table", "inet", "firewalld"},
+			{"nft", "add", "chain", "inet", "firewalld", "filter_FORWARD", "{ type filter hook forward priority 10; }"},
+		}},
+		{"iptables chain FORWARD_direct", [][]string{{"iptables", "-N", "FORWARD_direct"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			n := dualStack("fwrules", "br-fwr", 2, map[string]any{})
+			c := e.attach(n, "c1")
+			for _, cmd := range tc.setup {
+				e.host.MustRun(cmd[0], cmd[1:]...)
+			}
+			cerr := e.fw("ADD", n, c, true)
+			if cerr == nil || cerr.Code != cni.CodeTryAgainLater {
+				t.Fatalf("ADD: %v, want code 11 (firewalld not on the bus)", cerr)
+			}
+			if e.entries(backendNftables, c) || e.entries(backendIptables, c) {
+				t.Error("a failed ADD left entries")
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/iptables"
@@ -51,8 +52,8 @@ func (c *conf) backendNamed(name string) backend {
 	}
 }
 
-// backend returns the configured backend, or picks one: firewalld when it
-// is running (it owns the host's firewall and would reject forwarded
+// backend returns the configured backend, or picks one: firewalld when its
+// rules are in the kernel (it owns the host's firewall and rejects forwarded
 // traffic of unknown sources), else iptables when an iptables FORWARD chain
 // drops by default (an nftables accept cannot override that drop), else
 // nftables.
@@ -60,14 +61,30 @@ func (c *conf) backend(ctx context.Context) backend {
 	if c.Backend != "" {
 		return c.backendNamed(c.Backend)
 	}
-	if fw, err := firewalldRunning(ctx); err == nil {
-		fw.Close()
+	if firewalldActive() {
 		return c.backendNamed(backendFirewalld)
 	}
 	if forwardDropsByDefault() {
 		return c.backendNamed(backendIptables)
 	}
 	return c.backendNamed(backendNftables)
+}
+
+// firewalldActive reports whether firewalld's rules are in the kernel: its
+// nftables table (its default backend since firewalld 0.6) or, with its
+// iptables backend, its FORWARD_direct chain. It is those rules that reject
+// unknown sources, and looking for them is one request to the kernel where
+// asking the bus whether firewalld runs (as the reference does) costs a
+// D-Bus connection, about a millisecond, on every ADD.
+func firewalldActive() bool {
+	if _, ok, err := nft.LookupChain(unix.NFPROTO_INET, firewalldTable, firewalldForwardChain); err == nil && ok {
+		return true
+	}
+	if iptables.Available(iptables.IPv4) != nil {
+		return false
+	}
+	chains, err := iptables.LookupChain(filterTable, firewalldDirectChain, iptables.IPv4)
+	return err == nil && chains[iptables.IPv4] != nil
 }
 
 // forwardDropsByDefault reports whether iptables' FORWARD chain (of the

@@ -28,6 +28,13 @@ const (
 	dbusTimeout = 30 * time.Second
 )
 
+// Objects firewalld's own rules have in the kernel (see firewalldActive).
+const (
+	firewalldTable        = "firewalld"      // nftables, family inet
+	firewalldForwardChain = "filter_FORWARD" // its forward base chain
+	firewalldDirectChain  = "FORWARD_direct" // iptables backend, table filter
+)
+
 // firewalld error names (the first word of its exception messages) that mean
 // the work is already done.
 const (
