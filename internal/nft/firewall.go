@@ -62,6 +62,8 @@ const (
 	isolationPrefix = "isolation-"
 )
 
+// The program's sets. They are only read: a batch that creates them adds
+// copies (see queueFirewallBase).
 var (
 	fwMap4 = &nftables.Set{Table: inetTable, Name: FirewallMap4, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}
 	fwMap6 = &nftables.Set{Table: inetTable, Name: FirewallMap6, IsMap: true, KeyType: nftables.TypeIP6Addr, DataType: nftables.TypeVerdict}
@@ -126,11 +128,11 @@ func ctReply(not bool) []expr.Any {
 }
 
 // addrLookup loads the IPv4 or IPv6 source or destination address and
-// looks it up in the family's verdict map.
-func addrLookup(v6, dest bool) []expr.Any {
-	family, offset, size, m := []byte{unix.NFPROTO_IPV4}, uint32(12), uint32(4), fwMap4
+// looks it up in the family's verdict map (m4 or m6).
+func addrLookup(m4, m6 *nftables.Set, v6, dest bool) []expr.Any {
+	family, offset, size, m := []byte{unix.NFPROTO_IPV4}, uint32(12), uint32(4), m4
 	if v6 {
-		family, offset, size, m = []byte{unix.NFPROTO_IPV6}, 8, 16, fwMap6
+		family, offset, size, m = []byte{unix.NFPROTO_IPV6}, 8, 16, m6
 	}
 	if dest {
 		offset += size
@@ -145,8 +147,10 @@ func addrLookup(v6, dest bool) []expr.Any {
 // that it converges to the program above.
 func (c *Conn) queueFirewallBase() error {
 	c.nft.AddTable(inetTable)
-	for _, s := range []*nftables.Set{fwMap4, fwMap6, isolatingSet, sameBridgeSet} {
-		s.ID = 0 // a fresh ID per batch, so references resolve within it
+	// Copies: AddSet gives each a batch-local ID, which the rules below
+	// refer to, and concurrent batches must not share them.
+	m4, m6, isolating, sameBridge := *fwMap4, *fwMap6, *isolatingSet, *sameBridgeSet
+	for _, s := range []*nftables.Set{&m4, &m6, &isolating, &sameBridge} {
 		if err := c.nft.AddSet(s, nil); err != nil {
 			return fmt.Errorf("queueing set %s: %w", s.Name, err)
 		}
@@ -167,19 +171,19 @@ func (c *Conn) queueFirewallBase() error {
 		{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 2},
-			&expr.Lookup{SourceRegister: 1, SetName: sameBridgeSet.Name, SetID: sameBridgeSet.ID},
+			&expr.Lookup{SourceRegister: 1, SetName: sameBridge.Name, SetID: sameBridge.ID},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		},
 		append(ctReply(true),
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-			&expr.Lookup{SourceRegister: 1, SetName: isolatingSet.Name, SetID: isolatingSet.ID},
+			&expr.Lookup{SourceRegister: 1, SetName: isolating.Name, SetID: isolating.ID},
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Lookup{SourceRegister: 1, SetName: isolatingSet.Name, SetID: isolatingSet.ID},
+			&expr.Lookup{SourceRegister: 1, SetName: isolating.Name, SetID: isolating.ID},
 			&expr.Verdict{Kind: expr.VerdictDrop}),
-		addrLookup(false, false),
-		addrLookup(true, false),
-		append(ctReply(false), addrLookup(false, true)...),
-		append(ctReply(false), addrLookup(true, true)...),
+		addrLookup(&m4, &m6, false, false),
+		addrLookup(&m4, &m6, true, false),
+		append(ctReply(false), addrLookup(&m4, &m6, false, true)...),
+		append(ctReply(false), addrLookup(&m4, &m6, true, true)...),
 	}
 	for _, exprs := range rules {
 		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: base, Exprs: exprs})
@@ -347,14 +351,8 @@ func (c *Conn) ReleaseIsolation(bridge string) error {
 		}
 		return fmt.Errorf("looking up nftables chain %s %s: %w", TableName, name, err)
 	}
-	c.nft.AddTable(inetTable)
-	for _, s := range []*nftables.Set{isolatingSet, sameBridgeSet} {
-		s.ID = 0
-		if err := c.nft.AddSet(s, nil); err != nil {
-			return fmt.Errorf("queueing set %s: %w", s.Name, err)
-		}
-	}
-	// Each element is added first so that its delete cannot fail.
+	// The sets exist with the chain. Each element is added first so that
+	// its delete cannot fail.
 	for _, x := range []struct {
 		set *nftables.Set
 		key []byte
