@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cnikit/cnikit/cni"
+	"github.com/cnikit/cnikit/internal/rundir"
 	"github.com/cnikit/cnikit/netns"
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/firewall"
@@ -241,6 +242,8 @@ func runJob(j job) {
 	tmp, err := os.MkdirTemp("", "cnibench-run-")
 	must(err)
 	defer os.RemoveAll(tmp)
+	// The plugins' own state (portmap records, ...) stays in the sandbox too.
+	must(os.Setenv(rundir.Env, filepath.Join(tmp, "state")))
 	conf := strings.ReplaceAll(chains[j.Chain], "%DATA%", filepath.Join(tmp, "ipam"))
 	list, err := cni.ParseConfigList([]byte(conf))
 	must(err)

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/cnikit/cnikit/internal/rundir"
 )
 
 var (
@@ -37,7 +39,9 @@ const PrebuiltEnv = "CNIKIT_BIN_DIR"
 // name (bridge, host-local, ...), built on first use (or linked to the binary
 // in $CNIKIT_BIN_DIR). A test process cannot remove it at exit, so each one
 // builds into <temp>/cnikit-plugintest/<pid> and removes the directories of
-// processes that are gone.
+// processes that are gone. It also sets CNIKIT_STATE_DIR, when unset, to a
+// directory in there, so that neither the plugins it runs nor the ones a test
+// calls in-process write to the machine's /run/cni.
 func BinDir(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -49,6 +53,9 @@ func BinDir(t testing.TB) string {
 		buildDir = filepath.Join(root, strconv.Itoa(os.Getpid()))
 		os.RemoveAll(buildDir)
 		if buildErr = os.Mkdir(buildDir, 0o755); buildErr != nil {
+			return
+		}
+		if buildErr = isolateState(buildDir); buildErr != nil {
 			return
 		}
 		bin := filepath.Join(buildDir, "cnikit")
@@ -76,6 +83,21 @@ func BinDir(t testing.TB) string {
 		t.Fatalf("building cnikit: %v", buildErr)
 	}
 	return buildDir
+}
+
+// isolateState points the plugins' state (rundir: portmap records, tuning
+// backups, firewall records) into the build directory for this process and
+// every plugin it starts, unless the caller chose a directory already: a test
+// must not write to the machine's /run/cni.
+func isolateState(dir string) error {
+	if os.Getenv(rundir.Env) != "" {
+		return nil
+	}
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		return err
+	}
+	return os.Setenv(rundir.Env, state)
 }
 
 // removeStale removes the build directories of test processes that exited.

@@ -9,6 +9,7 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/iptables"
 	"github.com/cnikit/cnikit/internal/nft"
+	"github.com/cnikit/cnikit/internal/rundir"
 	"github.com/cnikit/cnikit/skel"
 )
 
@@ -29,10 +30,6 @@ const (
 const (
 	defaultAdminChain = "CNI-ADMIN"
 	defaultZone       = "trusted"
-	// defaultStateDir holds the firewalld backend's record of the sources it
-	// added and the iptables backend's lock. /run, like iptables rules and
-	// firewalld's runtime zones, does not survive a reboot.
-	defaultStateDir = "/run/cni/firewall"
 	// maxZoneName is firewalld's limit (28-character chain names minus the
 	// longest prefix and suffix it adds).
 	maxZoneName = 17
@@ -89,7 +86,11 @@ func parse(args *skel.Args) (*conf, error) {
 		return nil, invalid("firewalldZone %q is not a valid zone name (1-%d letters, digits, '-', '_', '.', '@')", c.FirewalldZone, maxZoneName)
 	}
 	if c.StateDir == "" {
-		c.StateDir = defaultStateDir
+		// rundir.Plugin("firewall"), /run/cni/firewall: it holds the firewalld
+		// backend's record of the sources it added and the iptables backend's
+		// lock; /run, like iptables rules and firewalld's runtime zones, does
+		// not survive a reboot.
+		c.StateDir = rundir.Plugin("firewall")
 	}
 	return c, nil
 }

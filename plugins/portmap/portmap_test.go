@@ -20,6 +20,7 @@ import (
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
 	"github.com/cnikit/cnikit/internal/plugintest"
+	"github.com/cnikit/cnikit/internal/rundir"
 	"github.com/cnikit/cnikit/invoke"
 )
 
@@ -578,7 +579,7 @@ func TestStatusWithoutNftables(t *testing.T) {
 }
 
 // TestBinaryStateDir: the plugin binary, executed as a runtime does, keeps its
-// records where CNIKIT_PORTMAP_STATE_DIR says.
+// records under $CNIKIT_STATE_DIR/portmap.
 func TestBinaryStateDir(t *testing.T) {
 	tp := newTopology(t)
 	serveTCP(t, tp.c1, "c1", 80)
@@ -588,7 +589,7 @@ func TestBinaryStateDir(t *testing.T) {
 		env := invoke.Env{Command: verb, ContainerID: "bin1", Netns: tp.c1.Path(), IfName: "eth0", Path: "/nonexistent"}
 		var err error
 		tp.host.Do(func() error {
-			_, err = invoke.Exec(context.Background(), bin, conf, append(env.Environ(nil), StateDirEnv+"="+dir), nil)
+			_, err = invoke.Exec(context.Background(), bin, conf, append(env.Environ(nil), rundir.Env+"="+dir), nil)
 			return nil
 		})
 		if err != nil {
@@ -596,7 +597,7 @@ func TestBinaryStateDir(t *testing.T) {
 		}
 	}
 	exec("ADD", configJSON(t, []map[string]any{mapping(8080, 80, "tcp", "")}, tp.containerResult(tp.c1), nil))
-	if _, err := os.Stat(filepath.Join(dir, "testnet", "bin1_eth0")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "portmap", "testnet", "bin1_eth0")); err != nil {
 		t.Errorf("no record in %s: %v", dir, err)
 	}
 	if r, err := dialTCP(t, tp.client, hostClientIP+":8080"); err != nil || r.server != "c1" {

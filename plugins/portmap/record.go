@@ -13,29 +13,24 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nft"
+	"github.com/cnikit/cnikit/internal/rundir"
 )
 
 // stateDir holds one record per attachment with mappings:
 // <stateDir>/<network>/<containerID>_<ifname>. A record lists the mappings
 // exactly as ADD programmed them, so that DEL deletes the attachment's
 // nftables elements by key (constant cost, no listing) without the runtime
-// resending portMappings or prevResult. It lives under /run: after a reboot
-// neither the records nor the nftables elements exist. Tests point it at a
-// temporary directory.
-var stateDir = "/run/cni/portmap"
-
-// StateDirEnv names the environment variable that, set to an absolute path,
-// replaces /run/cni/portmap. It is read from the plugin's environment, which
-// the runtime controls (a network configuration cannot move the records);
-// tests that execute the plugin binary point it at a temporary directory.
-const StateDirEnv = "CNIKIT_PORTMAP_STATE_DIR"
+// resending portMappings or prevResult. It is rundir.Plugin("portmap")
+// (/run/cni/portmap): after a reboot neither the records nor the nftables
+// elements exist. In-process tests set stateDir to a temporary directory.
+var stateDir = ""
 
 // recordsRoot is the directory holding the records.
 func recordsRoot() string {
-	if dir := os.Getenv(StateDirEnv); filepath.IsAbs(dir) {
-		return filepath.Clean(dir)
+	if stateDir != "" {
+		return stateDir
 	}
-	return stateDir
+	return rundir.Plugin("portmap")
 }
 
 // record is the on-disk form of an attachment's mappings.

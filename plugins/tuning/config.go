@@ -15,11 +15,9 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/link"
+	"github.com/cnikit/cnikit/internal/rundir"
 	"github.com/cnikit/cnikit/skel"
 )
-
-// defaultDataDir holds the backup files, as with the reference plugin.
-const defaultDataDir = "/run/cni/tuning"
 
 // defaultAllowlist is the reference plugin's sysctl allowlist file.
 const defaultAllowlist = "/etc/cni/tuning/allowlist.conf"
@@ -150,7 +148,8 @@ func decode(args *skel.Args) (*conf, error) {
 	}
 	c.CNIVersion = args.Version
 	if c.DataDir == "" {
-		c.DataDir = defaultDataDir
+		// Where the reference plugin keeps its backups: /run/cni/tuning.
+		c.DataDir = rundir.Plugin("tuning")
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		return nil, invalid("dataDir %q is not an absolute path", c.DataDir)
