@@ -26,6 +26,7 @@ const (
 	IPv6 Family = 6
 )
 
+// String names the family's command: "iptables" or "ip6tables".
 func (f Family) String() string {
 	if f == IPv6 {
 		return "ip6tables"
