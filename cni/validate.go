@@ -1,15 +1,27 @@
 package cni
 
 import (
-	"regexp"
 	"strings"
 	"unicode"
 )
 
 // namePattern is what container IDs, network names and plugin types must match:
 // a letter or digit, then letters, digits, '_', '.' and '-'. It keeps all three
-// safe to use as path components.
-var namePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+// safe to use as path components. It is checked by isName rather than a
+// compiled regexp: every plugin execution would pay the compilation at start.
+const namePattern = `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`
+
+// isName reports whether s matches namePattern.
+func isName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // MaxInterfaceNameLen is the kernel's IFNAMSIZ minus the terminating NUL.
 const MaxInterfaceNameLen = 15
@@ -20,9 +32,9 @@ func ValidateContainerID(id string) *Error {
 	if id == "" {
 		return Errorf(CodeUnknownContainer, "missing containerID")
 	}
-	if !namePattern.MatchString(id) {
+	if !isName(id) {
 		return Errorf(CodeInvalidEnvironment, "invalid characters in containerID %q", id).
-			WithDetails("a container ID must match " + namePattern.String())
+			WithDetails("a container ID must match " + namePattern)
 	}
 	return nil
 }
@@ -32,9 +44,9 @@ func ValidateNetworkName(name string) *Error {
 	if name == "" {
 		return Errorf(CodeInvalidNetworkConfig, "missing network name")
 	}
-	if !namePattern.MatchString(name) {
+	if !isName(name) {
 		return Errorf(CodeInvalidNetworkConfig, "invalid characters found in network name %q", name).
-			WithDetails("a network name must match " + namePattern.String())
+			WithDetails("a network name must match " + namePattern)
 	}
 	return nil
 }
@@ -65,8 +77,8 @@ func ValidatePluginType(t string) *Error {
 	if t == "" {
 		return Errorf(CodeInvalidNetworkConfig, "missing plugin type")
 	}
-	if strings.ContainsAny(t, `/\`) || !namePattern.MatchString(t) {
-		return Errorf(CodeInvalidNetworkConfig, "invalid plugin type %q: it must be a bare binary name matching %s", t, namePattern.String())
+	if strings.ContainsAny(t, `/\`) || !isName(t) {
+		return Errorf(CodeInvalidNetworkConfig, "invalid plugin type %q: it must be a bare binary name matching %s", t, namePattern)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -100,4 +101,24 @@ func TestValidatePluginType(t *testing.T) {
 		{"leading dash", "-x", CodeInvalidNetworkConfig, `"-x"`},
 		{"space", "a b", CodeInvalidNetworkConfig, `"a b"`},
 	})
+}
+
+// isName must agree with the pattern it replaces, on every short string over
+// an alphabet that covers each class of character.
+func TestIsNameMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(namePattern)
+	alphabet := []string{"a", "Z", "0", "_", ".", "-", "/", " ", "é", ":", "\x00"}
+	var walk func(prefix string, depth int)
+	walk = func(prefix string, depth int) {
+		if got, want := isName(prefix), re.MatchString(prefix); got != want {
+			t.Fatalf("isName(%q) = %v, pattern says %v", prefix, got, want)
+		}
+		if depth == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			walk(prefix+c, depth-1)
+		}
+	}
+	walk("", 3)
 }

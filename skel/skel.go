@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -121,8 +122,17 @@ var required = map[string][]string{
 
 // Main runs p as a process: environment, stdin, stdout, stderr, exit status.
 func Main(p *Plugin) {
+	// A plugin process lives for milliseconds and allocates a few megabytes:
+	// collecting garbage would be wasted work. The memory limit still brings
+	// the collector back should a request ever need much more.
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(processMemoryLimit)
 	os.Exit(Run(context.Background(), p, os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 }
+
+// processMemoryLimit is the heap size at which a plugin process starts
+// collecting garbage.
+const processMemoryLimit = 256 << 20
 
 // Run is Main with its inputs and outputs given, and the exit status returned.
 // The checks run in the reference skel's order (spec-notes X7): environment
