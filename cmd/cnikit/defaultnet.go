@@ -15,9 +15,11 @@ import (
 const defaultNetworkName = "cnikit"
 
 // defaultNetworkConf is the built-in network: a bridge cnikit0 that is the
-// gateway of a private subnet, with masquerade for traffic leaving it and
-// host-local IPAM. The subnet is one that Docker, Podman and Kubernetes
-// defaults do not use.
+// gateway of a private subnet, with masquerade for traffic leaving it,
+// host-local IPAM, published ports (portmap) and the firewall plugin (which
+// opens the host's FORWARD path where iptables owns it, e.g. beside Docker).
+// The subnet is one that Docker, Podman and Kubernetes defaults do not use.
+// It takes --ip (ips), --mac (mac) and -p (portMappings).
 const defaultNetworkConf = `{
   "cniVersion": "1.1.0",
   "name": "cnikit",
@@ -29,12 +31,15 @@ const defaultNetworkConf = `{
       "isDefaultGateway": true,
       "ipMasq": true,
       "hairpinMode": true,
+      "capabilities": {"ips": true, "mac": true},
       "ipam": {
         "type": "host-local",
         "dataDir": "%DATA_DIR%",
         "ranges": [[{"subnet": "10.77.0.0/16", "gateway": "10.77.0.1"}]]
       }
-    }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall"}
   ]
 }
 `

@@ -227,16 +227,19 @@ func (h *harness) vethCount() int {
 	return n
 }
 
-// ipamFiles lists allocation files (not lock or last_reserved_ip) of network.
+// ipamFiles lists allocation files (not lock or last_reserved_ip) of network,
+// in the test's IPAM data dir and in the built-in network's (beside the cache).
 func (h *harness) ipamFiles(network string) []string {
-	entries, _ := os.ReadDir(filepath.Join(h.dataDir, network))
 	var out []string
-	for _, e := range entries {
-		n := e.Name()
-		if n == "lock" || strings.HasPrefix(n, "last_reserved_ip") || strings.HasPrefix(n, ".") {
-			continue
+	for _, dir := range []string{h.dataDir, filepath.Join(h.cacheDir, "networks")} {
+		entries, _ := os.ReadDir(filepath.Join(dir, network))
+		for _, e := range entries {
+			n := e.Name()
+			if n == "lock" || strings.HasPrefix(n, "last_reserved_ip") || strings.HasPrefix(n, ".") {
+				continue
+			}
+			out = append(out, n)
 		}
-		out = append(out, n)
 	}
 	return out
 }

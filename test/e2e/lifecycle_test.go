@@ -66,7 +66,7 @@ func TestConcurrentAdds(t *testing.T) {
 }
 
 // assertNothingLeft checks that no attachment, veth, IPAM allocation or
-// masquerade element of the network remains.
+// nftables element (masquerade, port mapping, firewall) remains.
 func (h *harness) assertNothingLeft(network string) {
 	h.t.Helper()
 	if n := len(h.attachments()); n != 0 {
@@ -78,9 +78,8 @@ func (h *harness) assertNothingLeft(network string) {
 	if files := h.ipamFiles(network); len(files) != 0 {
 		h.t.Errorf("IPAM allocations left: %v", files)
 	}
-	out, _ := h.host.Run("nft", "-j", "list", "map", "inet", "cnikit", "masq4")
-	if strings.Contains(out, `"elem"`) {
-		h.t.Errorf("masquerade elements left: %s", out)
+	if out, _ := h.host.Run("nft", "list", "ruleset"); strings.Contains(out, "elements = ") {
+		h.t.Errorf("nftables elements (masquerade, port mappings, firewall) left:\n%s", out)
 	}
 }
 

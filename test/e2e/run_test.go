@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/netns"
 )
 
 // The built-in default network, exercised through `cnikit run`: a container
@@ -138,4 +141,50 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// The built-in network publishes ports (-p) and takes a requested address
+// (--ip): a server in the container answers on the host's address.
+func TestRunPublishesPortAndStaticIP(t *testing.T) {
+	h := newHarness(t)
+	server := h.start(h.command(nil, append(h.globalArgs(), "run", "--id", "web", "--ip", "10.77.3.3",
+		"-p", "8080:80", "--", "sh", "-c", "ip -4 -o addr show eth0; exec sleep 60")...))
+	waitFor(t, "web attached", func() bool { return len(h.attachments()) == 1 })
+	if ips := h.attachments()[0]["ips"].([]any); len(ips) != 1 || ips[0] != "10.77.3.3/16" {
+		t.Fatalf("--ip 10.77.3.3: got %v", ips)
+	}
+	// A listener inside the container's namespace (pinned in the netns dir).
+	container, err := netns.Open(filepath.Join(h.netnsDir, "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer container.Close()
+	var ln net.Listener
+	if err := container.Do(func() (err error) { ln, err = net.Listen("tcp", ":80"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Write([]byte("hello from web"))
+			c.Close()
+		}
+	}()
+	var got []byte
+	h.host.Do(func() error {
+		c, err := net.DialTimeout("tcp", "10.77.0.1:8080", 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err = io.ReadAll(c)
+		return err
+	})
+	if string(got) != "hello from web" {
+		t.Fatalf("published port answered %q", got)
+	}
+	server.cmd.Process.Signal(os.Interrupt)
+	server.wait()
+	h.assertNothingLeft("cnikit")
 }
