@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/rundir"
+	"github.com/cnikit/cnikit/invoke"
 	"github.com/cnikit/cnikit/netns"
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/firewall"
@@ -70,22 +72,27 @@ var chainDescriptions = map[string]string{
 
 // job is one sandboxed run: an implementation's plugins on one chain.
 type job struct {
-	Impl     string `json:"impl"`
-	Dir      string `json:"dir"`
-	Chain    string `json:"chain"`
-	N        int    `json:"n"`
-	Existing int    `json:"existing"`
-	Workers  int    `json:"workers"`
+	CPUProfile string `json:"cpuprofile,omitempty"`
+	PerPlugin  bool   `json:"perPlugin,omitempty"`
+	Impl       string `json:"impl"`
+	Dir        string `json:"dir"`
+	Chain      string `json:"chain"`
+	N          int    `json:"n"`
+	Existing   int    `json:"existing"`
+	Workers    int    `json:"workers"`
 }
 
 // measurement is what one sandboxed run reports to the parent.
 type measurement struct {
 	job
-	Add        []float64 `json:"add"` // milliseconds, sequential runs only
-	Del        []float64 `json:"del"`
-	Seconds    float64   `json:"seconds"` // wall time of the ADDs, concurrent runs
-	Errors     []string  `json:"errors"`
-	Duplicates int       `json:"duplicates"`
+	// Plugins holds each plugin's ADD and DEL times (milliseconds) of the
+	// measured containers, for in-process runs (-per-plugin).
+	Plugins    map[string][]float64 `json:"plugins,omitempty"`
+	Add        []float64            `json:"add"` // milliseconds, sequential runs only
+	Del        []float64            `json:"del"`
+	Seconds    float64              `json:"seconds"` // wall time of the ADDs, concurrent runs
+	Errors     []string             `json:"errors"`
+	Duplicates int                  `json:"duplicates"`
 }
 
 func main() {
@@ -103,6 +110,8 @@ func main() {
 	chainList := flag.String("chains", "minimal,masq,standard", "comma-separated chains: "+strings.Join(chainNames(), ", "))
 	implList := flag.String("impls", "reference,cnikit,cnikit in-process", "comma-separated implementations")
 	sandboxed := flag.String("sandboxed", "", "internal: a job as JSON, run inside the sandbox")
+	perPlugin := flag.Bool("per-plugin", false, "time each plugin of in-process runs (ADD and DEL p50 per plugin)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase of each run to FILE.<impl>.<chain>")
 	flag.Parse()
 
 	if *sandboxed != "" {
@@ -140,7 +149,12 @@ func main() {
 				must(fmt.Errorf("unknown implementation %q", impl))
 			}
 			fmt.Fprintf(os.Stderr, "cnibench: %s on %s ...\n", impl, chain)
-			m, err := runInSandbox(job{Impl: impl, Dir: dir, Chain: chain, N: *n, Existing: *existing, Workers: *workers})
+			j := job{Impl: impl, Dir: dir, Chain: chain, N: *n, Existing: *existing, Workers: *workers,
+				PerPlugin: *perPlugin && strings.HasSuffix(impl, "in-process")}
+			if *cpuProfile != "" {
+				j.CPUProfile = fmt.Sprintf("%s.%s.%s", *cpuProfile, strings.ReplaceAll(impl, " ", "-"), chain)
+			}
+			m, err := runInSandbox(j)
 			must(err)
 			results = append(results, m)
 		}
@@ -247,8 +261,13 @@ func runJob(j job) {
 	conf := strings.ReplaceAll(chains[j.Chain], "%DATA%", filepath.Join(tmp, "ipam"))
 	list, err := cni.ParseConfigList([]byte(conf))
 	must(err)
-	rt := cniruntime.New(cniruntime.Config{Path: []string{j.Dir}, CacheDir: filepath.Join(tmp, "cache"),
-		InProcess: strings.HasSuffix(j.Impl, "in-process")})
+	timer := &pluginTimer{times: map[string][]float64{}}
+	cfg := cniruntime.Config{Path: []string{j.Dir}, CacheDir: filepath.Join(tmp, "cache"),
+		InProcess: strings.HasSuffix(j.Impl, "in-process")}
+	if j.PerPlugin {
+		cfg.InProcess, cfg.Exec = false, timer
+	}
+	rt := cniruntime.New(cfg)
 	must(loopbackUp())
 
 	total := j.Existing + j.N
@@ -276,6 +295,12 @@ func runJob(j job) {
 			m.Errors = append(m.Errors, "existing: "+err.Error())
 		}
 	}
+	timer.enable()
+	if j.CPUProfile != "" {
+		f, err := os.Create(j.CPUProfile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+	}
 	if j.Workers > 0 {
 		runConcurrent(ctx, rt, list, att, j, &m)
 	} else {
@@ -295,6 +320,13 @@ func runJob(j job) {
 				m.Errors = append(m.Errors, err.Error())
 			}
 		}
+	}
+	if j.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	timer.disable()
+	if j.PerPlugin {
+		m.Plugins = timer.times
 	}
 	for i := 0; i < j.Existing; i++ {
 		rt.Del(ctx, list, att(i))
@@ -341,6 +373,38 @@ func runConcurrent(ctx context.Context, rt *cniruntime.Runtime, list *cni.Config
 	for i := j.Existing; i < j.Existing+j.N; i++ {
 		rt.Del(ctx, list, att(i))
 	}
+}
+
+// pluginTimer runs cnikit's plugins in-process, as the runtime's InProcess
+// mode does, and records how long each verb of each plugin takes.
+type pluginTimer struct {
+	mu    sync.Mutex
+	on    bool
+	times map[string][]float64 // "<verb> <plugin>" -> ms
+}
+
+func (p *pluginTimer) enable()  { p.mu.Lock(); p.on = true; p.mu.Unlock() }
+func (p *pluginTimer) disable() { p.mu.Lock(); p.on = false; p.mu.Unlock() }
+
+// Exec implements cniruntime.Executor.
+func (p *pluginTimer) Exec(ctx context.Context, path string, stdin []byte, env invoke.Env) ([]byte, error) {
+	plugin, ok := skel.Lookup(filepath.Base(path))
+	if !ok {
+		return nil, fmt.Errorf("no in-process plugin %s", filepath.Base(path))
+	}
+	start := time.Now()
+	out, cerr := skel.Invoke(ctx, plugin, &skel.Args{Env: env, StdinData: stdin})
+	elapsed := ms(time.Since(start))
+	p.mu.Lock()
+	if p.on {
+		key := env.Command + " " + plugin.Name
+		p.times[key] = append(p.times[key], elapsed)
+	}
+	p.mu.Unlock()
+	if cerr != nil {
+		return nil, cerr
+	}
+	return out, nil
 }
 
 // loopbackUp brings the sandbox's lo up, as on a real host.
@@ -404,6 +468,18 @@ func report(results []measurement) {
 				fmt.Printf("%s, %s: ADD p50 %.2f× the reference's, DEL p50 %.2f×\n", m.Chain, m.Impl,
 					percentile(m.Add, .5)/percentile(r.Add, .5), percentile(m.Del, .5)/percentile(r.Del, .5))
 			}
+		}
+		if len(m.Plugins) > 0 {
+			keys := make([]string, 0, len(m.Plugins))
+			for k := range m.Plugins {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Printf("%s, %s, %d existing, p50 per plugin:", m.Chain, m.Impl, m.Existing)
+			for _, k := range keys {
+				fmt.Printf("  %s %.2f ms", k, percentile(m.Plugins[k], .5))
+			}
+			fmt.Println()
 		}
 		for i, e := range m.Errors {
 			if i == 3 {
