@@ -2,7 +2,12 @@ package portmap
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -291,7 +296,43 @@ func TestRecordRoundTrip(t *testing.T) {
 	if rec, err := readRecord(a); rec != nil || err != nil {
 		t.Errorf("after removal: %v %v", rec, err)
 	}
+	if _, err := os.Stat(filepath.Join(recordsRoot(), "net1")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the network's directory outlives its last record: %v", err)
+	}
 	if err := removeRecord(a); err != nil {
 		t.Errorf("removing twice: %v", err)
+	}
+}
+
+// TestRecordDirectoryRace: records of one network written and removed at
+// once by several attachments all succeed, though the last removal takes the
+// network's directory away, possibly between another writer's creating it
+// and writing into it.
+func TestRecordDirectoryRace(t *testing.T) {
+	stateDir = t.TempDir()
+	errs := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			a := nft.Attachment{Network: "net1", ContainerID: fmt.Sprintf("ctr%d", w), IfName: "eth0"}
+			for i := 0; i < 100; i++ {
+				if err := writeRecord(recordOf(a, nil)); err != nil {
+					errs <- err
+					return
+				}
+				if err := removeRecord(a); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "net1")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the network's directory outlives its records: %v", err)
 	}
 }

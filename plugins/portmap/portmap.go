@@ -377,6 +377,7 @@ func gc(ctx context.Context, args *skel.Args) error {
 			errs = append(errs, fmt.Errorf("portmap: %w", err))
 		}
 	}
+	removeNetworkDir(c.Name)
 	if err := flushUDPConntrack(removed); err != nil {
 		args.Log.Warn("could not flush UDP conntrack entries", "error", err)
 	}

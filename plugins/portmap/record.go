@@ -163,12 +163,21 @@ func writeRecord(r *record) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return cni.Errorf(cni.CodeIOFailure, "portmap: %v", err)
-	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return cni.Errorf(cni.CodeIOFailure, "portmap: writing %s: %v", tmp, err)
+	// A DEL of the network's last other record removes the directory
+	// (removeRecord), possibly while this creates it or writes into it: then
+	// try again.
+	for attempt := 1; ; attempt++ {
+		err := os.MkdirAll(filepath.Dir(path), 0o700)
+		if err == nil {
+			err = os.WriteFile(tmp, data, 0o600)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, fs.ErrNotExist) || attempt == 5 {
+			return cni.Errorf(cni.CodeIOFailure, "portmap: writing %s: %v", tmp, err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
@@ -177,12 +186,22 @@ func writeRecord(r *record) error {
 	return nil
 }
 
-// removeRecord deletes the attachment's record; a missing one is fine.
+// removeRecord deletes the attachment's record; a missing one is fine. The
+// network's directory goes with its last record.
 func removeRecord(a nft.Attachment) error {
 	if err := os.Remove(recordPath(a)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return cni.Errorf(cni.CodeIOFailure, "portmap: %v", err)
 	}
+	removeNetworkDir(a.Network)
 	return nil
+}
+
+// removeNetworkDir removes network's record directory when it is empty, so
+// that a network's name does not outlive its last mapping. While the
+// directory holds a record, or a file an ADD is writing, removal fails and
+// changes nothing.
+func removeNetworkDir(network string) {
+	os.Remove(filepath.Join(recordsRoot(), network))
 }
 
 // networkRecords returns the paths of network's records.
