@@ -33,7 +33,9 @@ func cli(t *testing.T, host *nstest.NS, confDir, cacheDir string, args ...string
 func TestCacheInterop(t *testing.T) {
 	binDir := plugintest.BinDir(t)
 	conf := func(dir string) []byte {
-		return render(cnikitChains[0], "1.0.0", "cachenet", filepath.Join(dir, "ipam"))
+		return []byte(`{"cniVersion":"1.0.0","name":"cachenet","plugins":[
+		  {"type":"bridge","bridge":"br-cachenet","isGateway":true,"ipMasq":true,
+		   "ipam":{"type":"host-local","dataDir":"` + filepath.Join(dir, "ipam") + `","ranges":[[{"subnet":"10.124.0.0/24"}]]}}]}`)
 	}
 	setup := func(t *testing.T) (dir, confDir, cacheDir string, host, container *nstest.NS) {
 		dir = t.TempDir()
