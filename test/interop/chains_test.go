@@ -47,11 +47,13 @@ const plainBridge = `{"type":"bridge","bridge":"%BRIDGE%","isGateway":true,"ipam
 
 var lifeCases = []lifeCase{
 	{name: "bridge+host-local", plugins: []string{
-		`{"type":"bridge","bridge":"%BRIDGE%","isGateway":true,"ipMasq":true,"ipam":%HOSTLOCAL%}`}},
+		`{"type":"bridge","bridge":"%BRIDGE%","isGateway":true,"ipMasq":true,"ipam":%HOSTLOCAL%}`},
+		attached: func(l *life) { wantRulesNamingContainer(l, "bridge") }},
 	{name: "bridge+static", plugins: []string{
 		`{"type":"bridge","bridge":"%BRIDGE%","isGateway":true,"ipam":%STATIC%}`},
 		attached: wantStaticAddress},
-	{name: "ptp+host-local", plugins: []string{`{"type":"ptp","ipMasq":true,"ipam":%HOSTLOCAL%}`}},
+	{name: "ptp+host-local", plugins: []string{`{"type":"ptp","ipMasq":true,"ipam":%HOSTLOCAL%}`},
+		attached: func(l *life) { wantRulesNamingContainer(l, "ptp") }},
 	{name: "ptp+static", plugins: []string{`{"type":"ptp","ipam":%STATIC%}`}, attached: wantStaticAddress},
 	{name: "loopback", ifName: "lo", plugins: []string{`{"type":"loopback"}`},
 		before: setLoopbackDown, attached: wantLoopbackUp, after: wantLoopbackDown},
