@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"strings"
@@ -22,7 +23,9 @@ import (
 //
 // Frames a container sends into the bridge through its host port must carry
 // the container's MAC. An attachment adds its chain and one map element,
-// commented with Attachment.Comment; DEL and GC remove both.
+// commented with Attachment.Comment; DEL and GC remove both. An ADD sends
+// only those, plus the table, map and base chain when they are absent
+// (SetAttachmentRules); GC rewrites the base chain.
 const (
 	// MacSpoofChain is the bridge prerouting base chain.
 	MacSpoofChain = "prerouting"
@@ -34,7 +37,9 @@ const (
 
 var (
 	bridgeTable = &nftables.Table{Family: nftables.TableFamilyBridge, Name: TableName}
-	// Names are strings, which nft stores and prints in host byte order.
+	// The program's map: only read, a batch that creates it adds a copy
+	// (addSetCopy). Names are strings, which nft stores and prints in host
+	// byte order.
 	spoofMap = &nftables.Set{Table: bridgeTable, Name: MacSpoofMap, IsMap: true, KeyType: nftables.TypeIFName,
 		DataType: nftables.TypeVerdict, KeyByteOrder: binaryutil.NativeEndian}
 )
@@ -56,13 +61,13 @@ func ifnameKey(name string) []byte {
 	return key
 }
 
-// AddMacSpoof queues the MAC spoof check of the attachment whose host port is
-// port and whose container interface has mac.
-func (c *Conn) AddMacSpoof(a Attachment, port string, mac net.HardwareAddr) error {
+// queueMacSpoofBase queues the table, the map and the base chain, rewritten
+// so that it converges to the program above.
+func (c *Conn) queueMacSpoofBase() error {
 	c.nft.AddTable(bridgeTable)
-	spoofMap.ID = 0
-	if err := c.nft.AddSet(spoofMap, nil); err != nil {
-		return fmt.Errorf("queueing map %s: %w", spoofMap.Name, err)
+	m, err := c.addSetCopy(spoofMap)
+	if err != nil {
+		return err
 	}
 	policy := nftables.ChainPolicyAccept
 	base := c.nft.AddChain(&nftables.Chain{
@@ -72,10 +77,44 @@ func (c *Conn) AddMacSpoof(a Attachment, port string, mac net.HardwareAddr) erro
 	c.nft.FlushChain(base)
 	c.nft.AddRule(&nftables.Rule{Table: bridgeTable, Chain: base, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Lookup{SourceRegister: 1, SetName: spoofMap.Name, SetID: spoofMap.ID, IsDestRegSet: true, DestRegister: 0},
+		&expr.Lookup{SourceRegister: 1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: 0},
 	}})
+	c.queued++
+	return nil
+}
 
+// queueMacSpoofProgram queues the table, map and base chain: all of them
+// (rewritten) with all, otherwise only when the base chain does not exist.
+func (c *Conn) queueMacSpoofProgram(all bool) error {
+	if !all {
+		_, exists, err := LookupChain(unix.NFPROTO_BRIDGE, TableName, MacSpoofChain)
+		if err != nil || exists {
+			return err
+		}
+	}
+	return c.queueMacSpoofBase()
+}
+
+// queueMacSpoofEntries queues the attachment's chain (rewritten) and its
+// element for port, the host port of the container interface that has mac.
+// The Flush fails with an error IsNotFound recognises when the program is
+// not there (queueMacSpoofProgram), and with one IsClash recognises when
+// port's element jumps to another attachment's chain (a leaked attachment
+// whose host port had the same name): queue again with evict then, which
+// looks port's element up and deletes it first.
+func (c *Conn) queueMacSpoofEntries(a Attachment, port string, mac net.HardwareAddr, evict bool) error {
 	name := MacSpoofChainName(a)
+	key := ifnameKey(port)
+	if evict {
+		if _, found, err := lookupElement(unix.NFPROTO_BRIDGE, TableName, MacSpoofMap, key); err != nil {
+			return fmt.Errorf("looking up the MAC spoof check of %s: %w", port, err)
+		} else if found {
+			if err := c.nft.SetDeleteElements(spoofMap, []nftables.SetElement{{Key: key}}); err != nil {
+				return fmt.Errorf("queueing removal of MAC spoof check of %s: %w", port, err)
+			}
+			c.queued++
+		}
+	}
 	chain := c.nft.AddChain(&nftables.Chain{Table: bridgeTable, Name: name})
 	c.nft.FlushChain(chain)
 	c.nft.AddRule(&nftables.Rule{Table: bridgeTable, Chain: chain, Exprs: []expr.Any{
@@ -87,7 +126,6 @@ func (c *Conn) AddMacSpoof(a Attachment, port string, mac net.HardwareAddr) erro
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}})
 	jump := &expr.Verdict{Kind: expr.VerdictJump, Chain: name}
-	key := ifnameKey(port)
 	if err := c.nft.SetAddElements(spoofMap, []nftables.SetElement{{Key: key, VerdictData: jump, Comment: a.Comment()}}); err != nil {
 		return fmt.Errorf("queueing MAC spoof check of %s: %w", port, err)
 	}
@@ -95,62 +133,37 @@ func (c *Conn) AddMacSpoof(a Attachment, port string, mac net.HardwareAddr) erro
 	return nil
 }
 
-// EvictMacSpoof queues the deletion of the element of port if there is one
-// (a stale attachment whose host port had the same name), for the retry after
-// IsClash.
-func (c *Conn) EvictMacSpoof(port string) error {
-	elems, err := c.ListMacSpoof()
-	if err != nil {
-		return err
-	}
-	for _, e := range elems {
-		if e.Port == port {
-			return c.queueSpoofDelete([]SpoofElement{e}, false)
-		}
-	}
-	return nil
-}
-
-// DelMacSpoof queues the deletion of the attachment's element (host port
+// delMacSpoof queues the deletion of the attachment's element (host port
 // port) and chain. The Flush fails with an error IsNotFound recognises when
-// either is missing; fall back to DelMacSpoofOf then.
-func (c *Conn) DelMacSpoof(a Attachment, port string) error {
+// either is missing; fall back to delMacSpoofOf then.
+func (c *Conn) delMacSpoof(a Attachment, port string) error {
 	return c.queueSpoofDelete([]SpoofElement{{Port: port, Chain: MacSpoofChainName(a)}}, true)
 }
 
-// DelMacSpoofOf finds the attachment's element by its comment, and its chain
+// delMacSpoofOf finds the attachment's element by its comment, and its chain
 // by name, and queues the deletion of what exists. It reports how many
 // objects it found.
-func (c *Conn) DelMacSpoofOf(a Attachment) (int, error) {
-	elems, err := c.ListMacSpoof()
+func (c *Conn) delMacSpoofOf(a Attachment) (int, error) {
+	mine, err := c.findMacSpoof(a)
 	if err != nil {
 		return 0, err
-	}
-	key := a.Key()
-	var mine []SpoofElement
-	for _, e := range elems {
-		if strings.HasPrefix(e.Comment, key) {
-			mine = append(mine, e)
-		}
 	}
 	if err := c.queueSpoofDelete(mine, false); err != nil {
 		return 0, err
 	}
 	name := MacSpoofChainName(a)
-	if _, err := c.nft.ListChain(bridgeTable, name); err != nil {
-		if IsNotFound(err) {
-			return len(mine), nil
-		}
-		return 0, fmt.Errorf("looking up nftables chain %s: %w", name, err)
+	_, exists, err := LookupChain(unix.NFPROTO_BRIDGE, TableName, name)
+	if err != nil || !exists {
+		return len(mine), err
 	}
 	c.nft.DelChain(&nftables.Chain{Table: bridgeTable, Name: name})
 	c.queued++
 	return len(mine) + 1, nil
 }
 
-// GCMacSpoof queues the deletion of network's elements and chains whose
+// gcMacSpoof queues the deletion of network's elements and chains whose
 // attachment is not in keep, and reports how many attachments that is.
-func (c *Conn) GCMacSpoof(network string, keep KeepSet) (int, error) {
+func (c *Conn) gcMacSpoof(network string, keep KeepSet) (int, error) {
 	elems, err := c.ListMacSpoof()
 	if err != nil {
 		return 0, err
@@ -164,23 +177,42 @@ func (c *Conn) GCMacSpoof(network string, keep KeepSet) (int, error) {
 	return len(stale), c.queueSpoofDelete(stale, true)
 }
 
-// queueSpoofDelete queues the removal of elements, and of their chains too
-// when withChains (after the element, which holds a reference to the chain).
+// restoreMacSpoof queues the rewrite of the base chain when the map exists
+// (GC uses it; see restoreMasquerade).
+func (c *Conn) restoreMacSpoof() error {
+	if inUse, err := c.hasSet(bridgeTable, MacSpoofMap); err != nil || !inUse {
+		return err
+	}
+	return c.queueMacSpoofBase()
+}
+
+// queueSpoofDelete queues the removal of elements (one message), and of
+// their chains too when withChains (after the elements, which hold a
+// reference to them).
 func (c *Conn) queueSpoofDelete(elems []SpoofElement, withChains bool) error {
-	for _, e := range elems {
-		if err := c.nft.SetDeleteElements(spoofMap, []nftables.SetElement{{Key: ifnameKey(e.Port)}}); err != nil {
-			return fmt.Errorf("queueing removal of MAC spoof check of %s: %w", e.Port, err)
-		}
-		c.queued++
-		if withChains && strings.HasPrefix(e.Chain, macSpoofPrefix) {
-			c.nft.DelChain(&nftables.Chain{Table: bridgeTable, Name: e.Chain})
+	if len(elems) == 0 {
+		return nil
+	}
+	keys := make([]nftables.SetElement, len(elems))
+	for i, e := range elems {
+		keys[i] = nftables.SetElement{Key: ifnameKey(e.Port)}
+	}
+	if err := c.nft.SetDeleteElements(spoofMap, keys); err != nil {
+		return fmt.Errorf("queueing removal of %d MAC spoof checks: %w", len(keys), err)
+	}
+	c.queued++
+	if withChains {
+		for _, e := range elems {
+			if strings.HasPrefix(e.Chain, macSpoofPrefix) {
+				c.nft.DelChain(&nftables.Chain{Table: bridgeTable, Name: e.Chain})
+			}
 		}
 	}
 	return nil
 }
 
-// FindMacSpoof returns the attachment's elements, found by their comment.
-func (c *Conn) FindMacSpoof(a Attachment) ([]SpoofElement, error) {
+// findMacSpoof returns the attachment's elements, found by their comment.
+func (c *Conn) findMacSpoof(a Attachment) ([]SpoofElement, error) {
 	elems, err := c.ListMacSpoof()
 	if err != nil {
 		return nil, err
@@ -213,4 +245,51 @@ func (c *Conn) ListMacSpoof() ([]SpoofElement, error) {
 		out = append(out, se)
 	}
 	return out, nil
+}
+
+// checkMacSpoofChain verifies that the attachment's chain lets exactly mac
+// through: its rules are "ether saddr <mac> return" and "drop".
+func (c *Conn) checkMacSpoofChain(a Attachment, mac net.HardwareAddr) error {
+	name := MacSpoofChainName(a)
+	rules, err := c.nft.GetRules(bridgeTable, &nftables.Chain{Table: bridgeTable, Name: name})
+	if IsNotFound(err) {
+		return fmt.Errorf("nftables chain bridge %s %s (MAC spoof check of %s/%s) is missing", TableName, name, a.ContainerID, a.IfName)
+	}
+	if err != nil {
+		return fmt.Errorf("listing nftables chain bridge %s %s: %w", TableName, name, err)
+	}
+	intact := len(rules) == 2 && len(rules[0].Exprs) == 3 && len(rules[1].Exprs) == 1
+	if intact {
+		cmp, isCmp := rules[0].Exprs[1].(*expr.Cmp)
+		ret, isRet := rules[0].Exprs[2].(*expr.Verdict)
+		drop, isDrop := rules[1].Exprs[0].(*expr.Verdict)
+		intact = isCmp && cmp.Op == expr.CmpOpEq && bytes.Equal(cmp.Data, mac) &&
+			isRet && ret.Kind == expr.VerdictReturn && isDrop && drop.Kind == expr.VerdictDrop
+	}
+	if !intact {
+		return fmt.Errorf("nftables chain bridge %s %s does not let exactly MAC %s through", TableName, name, mac)
+	}
+	return nil
+}
+
+// macSpoofProgramIntact reports whether the base chain has its one rule,
+// the lookup in the map.
+func (c *Conn) macSpoofProgramIntact() (bool, error) {
+	rules, err := c.nft.GetRules(bridgeTable, &nftables.Chain{Table: bridgeTable, Name: MacSpoofChain})
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("listing nftables chain bridge %s %s: %w", TableName, MacSpoofChain, err)
+	}
+	return len(rules) == 1 && endsWithLookup(rules[0], MacSpoofMap), nil
+}
+
+// endsWithLookup reports whether rule ends with a verdict map lookup in set.
+func endsWithLookup(rule *nftables.Rule, set string) bool {
+	if len(rule.Exprs) == 0 {
+		return false
+	}
+	l, ok := rule.Exprs[len(rule.Exprs)-1].(*expr.Lookup)
+	return ok && l.SetName == set && l.IsDestRegSet
 }

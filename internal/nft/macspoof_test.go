@@ -20,7 +20,10 @@ func TestMacSpoofLifecycle(t *testing.T) {
 			a    Attachment
 			port string
 		}{{a, "vethaaaa"}, {b, "vethbbbb"}} {
-			if err := c.AddMacSpoof(x.a, x.port, mac); err != nil {
+			if err := c.queueMacSpoofProgram(false); err != nil {
+				return err
+			}
+			if err := c.queueMacSpoofEntries(x.a, x.port, mac, false); err != nil {
 				return err
 			}
 			if err := c.Flush(); err != nil {
@@ -36,22 +39,22 @@ func TestMacSpoofLifecycle(t *testing.T) {
 		}
 	}
 	withConn(t, ns, func(c *Conn) error {
-		if err := c.DelMacSpoof(a, "vethaaaa"); err != nil {
+		if err := c.delMacSpoof(a, "vethaaaa"); err != nil {
 			return err
 		}
 		if err := c.Flush(); err != nil {
-			t.Fatalf("DelMacSpoof: %v", err)
+			t.Fatalf("delMacSpoof: %v", err)
 		}
-		if err := c.DelMacSpoof(a, "vethaaaa"); err != nil {
+		if err := c.delMacSpoof(a, "vethaaaa"); err != nil {
 			return err
 		}
 		if err := c.Flush(); !IsNotFound(err) {
-			t.Fatalf("second DelMacSpoof: got %v, want not found", err)
+			t.Fatalf("second delMacSpoof: got %v, want not found", err)
 		}
-		if n, err := c.DelMacSpoofOf(a); err != nil || n != 0 {
-			t.Fatalf("DelMacSpoofOf after delete: %d, %v", n, err)
+		if n, err := c.delMacSpoofOf(a); err != nil || n != 0 {
+			t.Fatalf("delMacSpoofOf after delete: %d, %v", n, err)
 		}
-		n, err := c.GCMacSpoof("net1", NewKeepSet("net1", nil))
+		n, err := c.gcMacSpoof("net1", NewKeepSet("net1", nil))
 		if err != nil || n != 1 {
 			t.Fatalf("GC: %d, %v; want 1 stale", n, err)
 		}

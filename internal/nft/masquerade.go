@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -23,9 +24,11 @@ import (
 //	    ip daddr != <subnet> masquerade }
 //
 // An attachment adds one map element per IP, commented with Attachment.Comment.
-// The subnet chains and the base chain are rewritten (flush + add, in the same
-// transaction) by every ADD so they converge to this program; they are never
-// removed, like the bridge itself.
+// An ADD sends only those elements, plus a subnet chain that is missing and
+// the table, maps and base chain when they are absent (SetAttachmentRules);
+// GC rewrites the base chain and the network's subnet chains, so that a
+// damaged program converges again. Subnet chains are never removed, like the
+// bridge itself.
 const (
 	// MasqueradeChain is the nat postrouting base chain.
 	MasqueradeChain = "postrouting"
@@ -39,10 +42,29 @@ const (
 
 var inetTable = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
 
+// The program's maps. They are only read: a batch that creates them adds
+// copies (addSetCopy).
 var (
 	masqMap4 = &nftables.Set{Table: inetTable, Name: MasqueradeMap4, IsMap: true, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict}
 	masqMap6 = &nftables.Set{Table: inetTable, Name: MasqueradeMap6, IsMap: true, KeyType: nftables.TypeIP6Addr, DataType: nftables.TypeVerdict}
 )
+
+// lastSetID numbers the sets that batches create. google/nftables numbers
+// the sets it is given without an ID from a package variable it does not
+// guard, which plugins running in-process at the same time would race on.
+var lastSetID atomic.Uint32
+
+// addSetCopy queues the creation of a copy of s with an ID of its own (a
+// no-op in the kernel when the set exists), and returns the copy, whose ID
+// the batch's rules refer to. s itself is never written.
+func (c *Conn) addSetCopy(s *nftables.Set) (*nftables.Set, error) {
+	set := *s
+	set.ID = lastSetID.Add(1)
+	if err := c.nft.AddSet(&set, nil); err != nil {
+		return nil, fmt.Errorf("queueing set %s: %w", s.Name, err)
+	}
+	return &set, nil
+}
 
 // MasqElement is one masquerade map element: a container address, the chain
 // it jumps to and its comment.
@@ -65,14 +87,36 @@ func mapFor(ip net.IP) (*nftables.Set, []byte) {
 	return masqMap6, []byte(ip.To16())
 }
 
-// queueMasqueradeBase queues the table, maps and base chain.
+// masqTarget is an address to masquerade and the chain of its subnet.
+type masqTarget struct {
+	ip     net.IP
+	subnet *net.IPNet
+	chain  string
+}
+
+// masqTargets pairs each of network's addresses (with their prefix length)
+// with its subnet's chain.
+func masqTargets(network string, addrs []net.IPNet) []masqTarget {
+	out := make([]masqTarget, 0, len(addrs))
+	for _, addr := range addrs {
+		subnet := &net.IPNet{IP: addr.IP.Mask(addr.Mask), Mask: addr.Mask}
+		out = append(out, masqTarget{ip: addr.IP, subnet: subnet, chain: SubnetChain(network, subnet)})
+	}
+	return out
+}
+
+// queueMasqueradeBase queues the table, the maps and the base chain,
+// rewritten (flushed and filled in the same transaction) so that it
+// converges to the program above.
 func (c *Conn) queueMasqueradeBase() error {
 	c.nft.AddTable(inetTable)
-	for _, m := range []*nftables.Set{masqMap4, masqMap6} {
-		m.ID = 0 // a fresh ID per batch, so references resolve within it
-		if err := c.nft.AddSet(m, nil); err != nil {
-			return fmt.Errorf("queueing map %s: %w", m.Name, err)
-		}
+	m4, err := c.addSetCopy(masqMap4)
+	if err != nil {
+		return err
+	}
+	m6, err := c.addSetCopy(masqMap6)
+	if err != nil {
+		return err
 	}
 	base := c.nft.AddChain(&nftables.Chain{
 		Table: inetTable, Name: MasqueradeChain, Type: nftables.ChainTypeNAT,
@@ -95,11 +139,11 @@ func (c *Conn) queueMasqueradeBase() error {
 		// ip saddr vmap @masq4
 		append(nfproto(v4),
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-			&expr.Lookup{SourceRegister: 1, SetName: masqMap4.Name, SetID: masqMap4.ID, IsDestRegSet: true, DestRegister: 0}),
+			&expr.Lookup{SourceRegister: 1, SetName: m4.Name, SetID: m4.ID, IsDestRegSet: true, DestRegister: 0}),
 		// ip6 saddr vmap @masq6
 		append(nfproto(v6),
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
-			&expr.Lookup{SourceRegister: 1, SetName: masqMap6.Name, SetID: masqMap6.ID, IsDestRegSet: true, DestRegister: 0}),
+			&expr.Lookup{SourceRegister: 1, SetName: m6.Name, SetID: m6.ID, IsDestRegSet: true, DestRegister: 0}),
 	}
 	for _, exprs := range rules {
 		c.nft.AddRule(&nftables.Rule{Table: inetTable, Chain: base, Exprs: exprs})
@@ -108,6 +152,9 @@ func (c *Conn) queueMasqueradeBase() error {
 	return nil
 }
 
+// masqueradeBaseRules is the number of rules of the base chain.
+const masqueradeBaseRules = 4
+
 func nfproto(family []byte) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
@@ -115,10 +162,10 @@ func nfproto(family []byte) []expr.Any {
 	}
 }
 
-// queueSubnetChain queues network's chain for subnet: masquerade what leaves it.
-func (c *Conn) queueSubnetChain(network string, subnet *net.IPNet) string {
-	name := SubnetChain(network, subnet)
-	chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: name})
+// queueSubnetChain queues network's chain for subnet, rewritten: masquerade
+// what leaves the subnet.
+func (c *Conn) queueSubnetChain(network string, subnet *net.IPNet) {
+	chain := c.nft.AddChain(&nftables.Chain{Table: inetTable, Name: SubnetChain(network, subnet)})
 	c.nft.FlushChain(chain)
 	offset, size := uint32(16), uint32(4) // ip daddr
 	family := []byte{unix.NFPROTO_IPV4}
@@ -139,7 +186,7 @@ func (c *Conn) queueSubnetChain(network string, subnet *net.IPNet) string {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(addr.Mask(mask))},
 		&expr.Masq{},
 	)})
-	return name
+	c.queued++
 }
 
 func maskOnes(m net.IPMask) int {
@@ -147,47 +194,86 @@ func maskOnes(m net.IPMask) int {
 	return ones
 }
 
-// AddMasquerade queues the masquerade of the attachment's addresses (each with
-// its prefix length): traffic from the address to anywhere outside its subnet,
-// except multicast, leaves with the host's address.
-//
-// An element that already exists with the same verdict (a leaked attachment
-// of the same subnet) is replaced, so that it carries this attachment's
-// comment. One that exists with another verdict makes the Flush fail with an
-// error IsClash recognises; queue EvictMasquerade before AddMasquerade then.
-func (c *Conn) AddMasquerade(a Attachment, addrs []net.IPNet) error {
-	if len(addrs) == 0 {
-		return nil
-	}
-	if err := c.queueMasqueradeBase(); err != nil {
-		return err
-	}
-	comment := a.Comment()
-	chains := map[string]string{}
-	for _, addr := range addrs {
-		subnet := &net.IPNet{IP: addr.IP.Mask(addr.Mask), Mask: addr.Mask}
-		chain, ok := chains[subnet.String()]
-		if !ok {
-			chain = c.queueSubnetChain(a.Network, subnet)
-			chains[subnet.String()] = chain
+// queueMasqueradeProgram queues the parts of the program that targets need.
+// With all, everything is queued (and rewritten); otherwise only what does
+// not exist, found with one lookup per chain.
+func (c *Conn) queueMasqueradeProgram(network string, targets []masqTarget, all bool) error {
+	baseExists := false
+	if !all {
+		var err error
+		if _, baseExists, err = LookupChain(unix.NFPROTO_INET, TableName, MasqueradeChain); err != nil {
+			return err
 		}
-		set, key := mapFor(addr.IP)
-		jump := &expr.Verdict{Kind: expr.VerdictJump, Chain: chain}
-		// Add (a no-op when present), delete, add: the element ends up new
-		// whether it existed or not, with this attachment's comment.
-		steps := []func() error{
-			func() error { return c.nft.SetAddElements(set, []nftables.SetElement{{Key: key, VerdictData: jump}}) },
-			func() error { return c.nft.SetDeleteElements(set, []nftables.SetElement{{Key: key}}) },
-			func() error {
-				return c.nft.SetAddElements(set, []nftables.SetElement{{Key: key, VerdictData: jump, Comment: comment}})
-			},
+	}
+	if !baseExists {
+		if err := c.queueMasqueradeBase(); err != nil {
+			return err
 		}
-		for _, step := range steps {
-			if err := step(); err != nil {
-				return fmt.Errorf("queueing masquerade of %s: %w", addr.IP, err)
+	}
+	queued := map[string]bool{}
+	for _, t := range targets {
+		if queued[t.chain] {
+			continue
+		}
+		queued[t.chain] = true
+		if baseExists {
+			_, exists, err := LookupChain(unix.NFPROTO_INET, TableName, t.chain)
+			if err != nil {
+				return err
+			}
+			if exists {
+				continue
 			}
 		}
-		c.queued++
+		c.queueSubnetChain(network, t.subnet)
+	}
+	return nil
+}
+
+// queueMasqueradeEntries queues the attachment's elements, one message per
+// map: an address without an element gets one; one whose element belongs
+// to someone else (another attachment's comment, another subnet's chain: a
+// leaked attachment that held the address) gets it deleted and added again
+// with this attachment's comment; one already in place is left alone. Each
+// address is looked up first (one request on a blocking socket), which costs
+// less than the delete and add that would otherwise make sure of the
+// comment: the kernel keeps an existing element with the same verdict as it
+// is, comment included.
+//
+// The Flush fails with an error IsNotFound recognises when the program is
+// not there (queueMasqueradeProgram), and with IsNotFound or IsClash when an
+// element changed after its lookup: queue everything again then.
+func (c *Conn) queueMasqueradeEntries(a Attachment, targets []masqTarget) error {
+	comment := a.Comment()
+	adds, dels := map[*nftables.Set][]nftables.SetElement{}, map[*nftables.Set][]nftables.SetElement{}
+	for _, t := range targets {
+		set, key := mapFor(t.ip)
+		held, found, err := lookupElement(unix.NFPROTO_INET, TableName, set.Name, key)
+		if err != nil {
+			return fmt.Errorf("looking up the masquerade of %s: %w", t.ip, err)
+		}
+		if found && held.chain == t.chain && held.comment == comment {
+			continue
+		}
+		if found {
+			dels[set] = append(dels[set], nftables.SetElement{Key: key})
+		}
+		jump := &expr.Verdict{Kind: expr.VerdictJump, Chain: t.chain}
+		adds[set] = append(adds[set], nftables.SetElement{Key: key, VerdictData: jump, Comment: comment})
+	}
+	for _, set := range []*nftables.Set{masqMap4, masqMap6} {
+		if list := dels[set]; len(list) > 0 {
+			if err := c.nft.SetDeleteElements(set, list); err != nil {
+				return fmt.Errorf("queueing removal of %d masquerade elements: %w", len(list), err)
+			}
+			c.queued++
+		}
+		if list := adds[set]; len(list) > 0 {
+			if err := c.nft.SetAddElements(set, list); err != nil {
+				return fmt.Errorf("queueing masquerade of %s: %w", a.ContainerID, err)
+			}
+			c.queued++
+		}
 	}
 	return nil
 }
@@ -196,31 +282,10 @@ func (c *Conn) AddMasquerade(a Attachment, addrs []net.IPNet) error {
 // exists with other data.
 func IsClash(err error) bool { return isClash(err) }
 
-// EvictMasquerade queues the deletion of the elements that hold addrs' keys
-// now, whoever added them. It lists both maps (a cost that grows with the
-// number of containers), so it is meant for the rare retry after IsClash.
-func (c *Conn) EvictMasquerade(addrs []net.IPNet) error {
-	elems, err := c.ListMasquerade()
-	if err != nil {
-		return err
-	}
-	want := map[string]bool{}
-	for _, a := range addrs {
-		want[a.IP.String()] = true
-	}
-	var evict []MasqElement
-	for _, e := range elems {
-		if want[e.IP.String()] {
-			evict = append(evict, e)
-		}
-	}
-	return c.queueMasqDelete(evict)
-}
-
-// DelMasqueradeIPs queues the deletion of the elements of ips. The Flush fails
-// with an error IsNotFound recognises when one of them is missing; fall back
-// to DelMasqueradeOf then.
-func (c *Conn) DelMasqueradeIPs(ips []net.IP) error {
+// delMasqueradeIPs queues the deletion of the elements of ips. The Flush
+// fails with an error IsNotFound recognises when one of them is missing;
+// fall back to delMasqueradeOf then.
+func (c *Conn) delMasqueradeIPs(ips []net.IP) error {
 	elems := make([]MasqElement, len(ips))
 	for i, ip := range ips {
 		elems[i] = MasqElement{IP: ip}
@@ -228,45 +293,36 @@ func (c *Conn) DelMasqueradeIPs(ips []net.IP) error {
 	return c.queueMasqDelete(elems)
 }
 
-// DelMasqueradeOf finds the attachment's elements by their comment and queues
-// their deletion. It reports how many it found.
-func (c *Conn) DelMasqueradeOf(a Attachment) (int, error) {
-	elems, err := c.FindMasquerade(a)
+// delMasqueradeOf finds the attachment's elements by their comment and
+// queues their deletion. It reports how many it found.
+func (c *Conn) delMasqueradeOf(a Attachment) (int, error) {
+	elems, err := c.findMasquerade(a)
 	if err != nil {
 		return 0, err
 	}
 	return len(elems), c.queueMasqDelete(elems)
 }
 
-// GCMasquerade queues the deletion of network's elements whose attachment is
-// not in keep, and reports how many there are.
-func (c *Conn) GCMasquerade(network string, keep KeepSet) (int, error) {
-	elems, err := c.ListMasquerade()
-	if err != nil {
-		return 0, err
-	}
-	var stale []MasqElement
-	for _, e := range elems {
-		if keep.stale(network, e.Comment) {
-			stale = append(stale, e)
-		}
-	}
-	return len(stale), c.queueMasqDelete(stale)
-}
-
+// queueMasqDelete queues one message per map.
 func (c *Conn) queueMasqDelete(elems []MasqElement) error {
+	keys := map[*nftables.Set][]nftables.SetElement{}
 	for _, e := range elems {
 		set, key := mapFor(e.IP)
-		if err := c.nft.SetDeleteElements(set, []nftables.SetElement{{Key: key}}); err != nil {
-			return fmt.Errorf("queueing removal of masquerade of %s: %w", e.IP, err)
+		keys[set] = append(keys[set], nftables.SetElement{Key: key})
+	}
+	for _, set := range []*nftables.Set{masqMap4, masqMap6} {
+		if list := keys[set]; len(list) > 0 {
+			if err := c.nft.SetDeleteElements(set, list); err != nil {
+				return fmt.Errorf("queueing removal of %d masquerade elements: %w", len(list), err)
+			}
+			c.queued++
 		}
-		c.queued++
 	}
 	return nil
 }
 
-// FindMasquerade returns the attachment's elements, found by their comment.
-func (c *Conn) FindMasquerade(a Attachment) ([]MasqElement, error) {
+// findMasquerade returns the attachment's elements, found by their comment.
+func (c *Conn) findMasquerade(a Attachment) ([]MasqElement, error) {
 	elems, err := c.ListMasquerade()
 	if err != nil {
 		return nil, err
@@ -306,6 +362,73 @@ func (c *Conn) ListMasquerade() ([]MasqElement, error) {
 	return out, nil
 }
 
+// gcMasquerade queues the deletion of network's elements (of elems, the
+// maps' elements) whose attachment is not in keep, and reports how many.
+func (c *Conn) gcMasquerade(elems []MasqElement, network string, keep KeepSet) (int, error) {
+	var stale []MasqElement
+	for _, e := range elems {
+		if keep.stale(network, e.Comment) {
+			stale = append(stale, e)
+		}
+	}
+	return len(stale), c.queueMasqDelete(stale)
+}
+
+// restoreMasquerade queues the rewrite of the program when its maps exist:
+// the base chain, and the chains of network's subnets that elements of kept
+// attachments (of elems, the maps' elements) jump to. GC uses it, so that a
+// program someone changed converges again without making every ADD pay for
+// the rewrite.
+func (c *Conn) restoreMasquerade(elems []MasqElement, network string, keep KeepSet) error {
+	if inUse, err := c.hasSet(inetTable, MasqueradeMap4); err != nil || !inUse {
+		return err
+	}
+	if err := c.queueMasqueradeBase(); err != nil {
+		return err
+	}
+	prefix := masqSubnetPrefix + NetworkKey(network) + "-"
+	done := map[string]bool{}
+	for _, e := range elems {
+		if done[e.Chain] || !strings.HasPrefix(e.Chain, prefix) || keep.stale(network, e.Comment) {
+			continue
+		}
+		done[e.Chain] = true
+		if subnet := subnetOfChain(network, e.IP, e.Chain); subnet != nil {
+			c.queueSubnetChain(network, subnet)
+		}
+	}
+	return nil
+}
+
+// subnetOfChain finds the subnet of ip whose chain of network is named
+// chain, trying each prefix length: chain names carry only a hash of it.
+func subnetOfChain(network string, ip net.IP, chain string) *net.IPNet {
+	bits := 128
+	if v4 := ip.To4(); v4 != nil {
+		ip, bits = v4, 32
+	}
+	for ones := bits; ones >= 0; ones-- {
+		mask := net.CIDRMask(ones, bits)
+		subnet := &net.IPNet{IP: ip.Mask(mask), Mask: mask}
+		if SubnetChain(network, subnet) == chain {
+			return subnet
+		}
+	}
+	return nil
+}
+
+// hasSet reports whether table has a set called name.
+func (c *Conn) hasSet(table *nftables.Table, name string) (bool, error) {
+	_, err := c.nft.GetSetByName(table, name)
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up nftables set %s %s: %w", table.Name, name, err)
+	}
+	return true, nil
+}
+
 // verdictChain extracts the chain name from an element's verdict, as
 // google/nftables returns it: the attributes inside NFTA_DATA_VERDICT.
 func verdictChain(data []byte) string {
@@ -325,4 +448,45 @@ func verdictChain(data []byte) string {
 		data = data[next:]
 	}
 	return ""
+}
+
+// masqueradeProgramIntact reports whether the base chain has its rules, the
+// last two being the lookups in the maps.
+func (c *Conn) masqueradeProgramIntact() (bool, error) {
+	rules, err := c.nft.GetRules(inetTable, &nftables.Chain{Table: inetTable, Name: MasqueradeChain})
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("listing nftables chain inet %s %s: %w", TableName, MasqueradeChain, err)
+	}
+	return len(rules) == masqueradeBaseRules && endsWithLookup(rules[2], MasqueradeMap4) && endsWithLookup(rules[3], MasqueradeMap6), nil
+}
+
+// checkSubnetChain verifies that the chain of t's subnet masquerades what
+// leaves the subnet: one rule, comparing the destination with the subnet,
+// then masquerade.
+func (c *Conn) checkSubnetChain(t masqTarget) error {
+	rules, err := c.nft.GetRules(inetTable, &nftables.Chain{Table: inetTable, Name: t.chain})
+	if IsNotFound(err) {
+		return fmt.Errorf("nftables chain inet %s %s (masquerade of %s) is missing", TableName, t.chain, t.subnet)
+	}
+	if err != nil {
+		return fmt.Errorf("listing nftables chain inet %s %s: %w", TableName, t.chain, err)
+	}
+	network := t.subnet.IP
+	if v4 := network.To4(); v4 != nil {
+		network = v4
+	}
+	intact := len(rules) == 1 && len(rules[0].Exprs) >= 2
+	if intact {
+		exprs := rules[0].Exprs
+		cmp, isCmp := exprs[len(exprs)-2].(*expr.Cmp)
+		_, isMasq := exprs[len(exprs)-1].(*expr.Masq)
+		intact = isCmp && cmp.Op == expr.CmpOpNeq && net.IP(cmp.Data).Equal(network) && isMasq
+	}
+	if !intact {
+		return fmt.Errorf("nftables chain inet %s %s does not masquerade what leaves %s (GC restores it)", TableName, t.chain, t.subnet)
+	}
+	return nil
 }

@@ -30,6 +30,21 @@ func withConn(t *testing.T, ns *nstest.NS, fn func(c *Conn) error) {
 	})
 }
 
+// queueMasquerade queues the attachment's elements and, with program, the
+// parts of the program they need that are missing.
+func queueMasquerade(t *testing.T, c *Conn, a Attachment, addrs []net.IPNet, program bool) {
+	t.Helper()
+	targets := masqTargets(a.Network, addrs)
+	if program {
+		if err := c.queueMasqueradeProgram(a.Network, targets, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.queueMasqueradeEntries(a, targets); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMasqueradeLifecycle(t *testing.T) {
 	ns := nstest.New(t)
 	a := Attachment{Network: "net1", ContainerID: "c1", IfName: "eth0"}
@@ -38,19 +53,24 @@ func TestMasqueradeLifecycle(t *testing.T) {
 	addrsB := []net.IPNet{mustCIDR(t, "10.1.0.6/24")}
 
 	withConn(t, ns, func(c *Conn) error {
+		if err := c.queueMasqueradeEntries(a, masqTargets(a.Network, addrsA)); err != nil {
+			return err
+		}
+		if err := c.Flush(); !IsNotFound(err) {
+			t.Fatalf("elements without the program: got %v, want not found", err)
+		}
 		for _, step := range []struct {
-			name string
-			a    Attachment
-			ips  []net.IPNet
-		}{{"add A", a, addrsA}, {"add A again", a, addrsA}, {"add B", b, addrsB}} {
-			if err := c.AddMasquerade(step.a, step.ips); err != nil {
-				t.Fatalf("%s: %v", step.name, err)
-			}
+			name    string
+			a       Attachment
+			ips     []net.IPNet
+			program bool
+		}{{"add A with the program", a, addrsA, true}, {"add A again", a, addrsA, false}, {"add B", b, addrsB, false}} {
+			queueMasquerade(t, c, step.a, step.ips, step.program)
 			if err := c.Flush(); err != nil {
 				t.Fatalf("%s: %v", step.name, err)
 			}
 		}
-		got, err := c.FindMasquerade(a)
+		got, err := c.findMasquerade(a)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,6 +81,11 @@ func TestMasqueradeLifecycle(t *testing.T) {
 			if !strings.HasPrefix(e.Chain, masqSubnetPrefix) {
 				t.Errorf("element %s jumps to %q", e.IP, e.Chain)
 			}
+		}
+		// A again with everything in place: nothing to send.
+		queueMasquerade(t, c, a, addrsA, true)
+		if n := c.Pending(); n != 0 {
+			t.Errorf("adding A again queued %d changes, want none", n)
 		}
 		return nil
 	})
@@ -73,57 +98,51 @@ func TestMasqueradeLifecycle(t *testing.T) {
 
 	withConn(t, ns, func(c *Conn) error {
 		// B's address reused by A (a leaked B): the element takes A's comment.
-		if err := c.AddMasquerade(a, addrsB); err != nil {
-			return err
-		}
+		queueMasquerade(t, c, a, addrsB, false)
 		if err := c.Flush(); err != nil {
 			t.Fatalf("re-adding a leaked element: %v", err)
 		}
-		if got, _ := c.FindMasquerade(b); len(got) != 0 {
+		if got, _ := c.findMasquerade(b); len(got) != 0 {
 			t.Errorf("B still owns %+v", got)
 		}
-		// Same IP in another subnet chain: a clash, solved by eviction.
+		// Same IP in another subnet: its chain comes with the program parts,
+		// and the element changes verdict.
 		other := []net.IPNet{mustCIDR(t, "10.1.0.6/16")}
-		if err := c.AddMasquerade(b, other); err != nil {
-			return err
-		}
-		err := c.Flush()
-		if !IsClash(err) {
-			t.Fatalf("adding with another verdict: got %v, want a clash", err)
-		}
-		if err := c.EvictMasquerade(other); err != nil {
-			return err
-		}
-		if err := c.AddMasquerade(b, other); err != nil {
-			return err
-		}
+		queueMasquerade(t, c, b, other, true)
 		if err := c.Flush(); err != nil {
-			t.Fatalf("after eviction: %v", err)
+			t.Fatalf("taking an element over with another verdict: %v", err)
+		}
+		if got, _ := c.findMasquerade(b); len(got) != 1 || got[0].Chain != SubnetChain("net1", &net.IPNet{IP: net.IPv4(10, 1, 0, 0).To4(), Mask: net.CIDRMask(16, 32)}) {
+			t.Errorf("B's elements: %+v", got)
 		}
 		// Delete by IP; a second delete reports not-found.
-		if err := c.DelMasqueradeIPs([]net.IP{addrsA[0].IP}); err != nil {
+		if err := c.delMasqueradeIPs([]net.IP{addrsA[0].IP}); err != nil {
 			return err
 		}
 		if err := c.Flush(); err != nil {
 			t.Fatalf("delete by IP: %v", err)
 		}
-		if err := c.DelMasqueradeIPs([]net.IP{addrsA[0].IP}); err != nil {
+		if err := c.delMasqueradeIPs([]net.IP{addrsA[0].IP}); err != nil {
 			return err
 		}
 		if err := c.Flush(); !IsNotFound(err) {
 			t.Fatalf("second delete by IP: got %v, want not found", err)
 		}
-		n, err := c.DelMasqueradeOf(a)
+		n, err := c.delMasqueradeOf(a)
 		if err != nil {
 			return err
 		}
 		if n != 1 {
-			t.Errorf("DelMasqueradeOf(A) found %d, want 1 (the v6 one)", n)
+			t.Errorf("delMasqueradeOf(A) found %d, want 1 (the v6 one)", n)
 		}
 		if err := c.Flush(); err != nil {
 			return err
 		}
-		n, err = c.GCMasquerade("net1", NewKeepSet("net1", nil))
+		all, err := c.ListMasquerade()
+		if err != nil {
+			return err
+		}
+		n, err = c.gcMasquerade(all, "net1", NewKeepSet("net1", nil))
 		if err != nil {
 			return err
 		}
@@ -133,8 +152,7 @@ func TestMasqueradeLifecycle(t *testing.T) {
 		if err := c.Flush(); err != nil {
 			return err
 		}
-		all, err := c.ListMasquerade()
-		if err != nil {
+		if all, err = c.ListMasquerade(); err != nil {
 			return err
 		}
 		if len(all) != 0 {
@@ -142,4 +160,27 @@ func TestMasqueradeLifecycle(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestSubnetOfChain(t *testing.T) {
+	for _, tc := range []struct {
+		name, ip, subnet string
+	}{
+		{"IPv4 /24", "10.1.0.5", "10.1.0.0/24"},
+		{"IPv4 /32", "10.1.0.5", "10.1.0.5/32"},
+		{"IPv4 /0", "10.1.0.5", "0.0.0.0/0"},
+		{"IPv6 /64", "fd00:1::5", "fd00:1::/64"},
+		{"IPv6 /127", "fd00:1::5", "fd00:1::4/127"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, subnet, _ := net.ParseCIDR(tc.subnet)
+			got := subnetOfChain("net1", net.ParseIP(tc.ip), SubnetChain("net1", subnet))
+			if got == nil || got.String() != tc.subnet {
+				t.Errorf("got %v, want %s", got, tc.subnet)
+			}
+			if got := subnetOfChain("net2", net.ParseIP(tc.ip), SubnetChain("net1", subnet)); got != nil {
+				t.Errorf("another network's chain: got %v", got)
+			}
+		})
+	}
 }

@@ -283,6 +283,17 @@ func (n *conf) setupGateways(h *netlink.Handle, br *netlink.Bridge, gateways []*
 	return gwIface, nil
 }
 
+// nftRules are the attachment's nftables objects, as the life cycle the
+// bridge plugin shares with ptp takes them. Any of addrs, hostPort and mac
+// may be missing (DEL and CHECK know what prevResult says).
+func (n *conf) nftRules(args *skel.Args, addrs []net.IPNet, hostPort string, mac net.HardwareAddr) nft.AttachmentRules {
+	return nft.AttachmentRules{
+		Attachment: n.attachment(args),
+		Features:   nft.Features{Masquerade: n.IPMasq, MacSpoof: n.MacSpoofChk},
+		Addrs:      addrs, Port: hostPort, MAC: mac,
+	}
+}
+
 // setupNftables programs masquerade and the MAC spoof check in one batch.
 func (n *conf) setupNftables(args *skel.Args, hostPort string, mac net.HardwareAddr, addrs []*net.IPNet) error {
 	conn, err := nft.Open()
@@ -290,45 +301,11 @@ func (n *conf) setupNftables(args *skel.Args, hostPort string, mac net.HardwareA
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer conn.Close()
-	att := n.attachment(args)
 	masq := make([]net.IPNet, 0, len(addrs))
 	for _, a := range addrs {
 		masq = append(masq, *a)
 	}
-	queue := func(evict bool) error {
-		if n.MacSpoofChk {
-			if evict {
-				if err := conn.EvictMacSpoof(hostPort); err != nil {
-					return err
-				}
-			}
-			if err := conn.AddMacSpoof(att, hostPort, mac); err != nil {
-				return err
-			}
-		}
-		if n.IPMasq {
-			if evict {
-				if err := conn.EvictMasquerade(masq); err != nil {
-					return err
-				}
-			}
-			if err := conn.AddMasquerade(att, masq); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := queue(false); err != nil {
-		return fmt.Errorf("bridge: %w", err)
-	}
-	err = conn.Flush()
-	if nft.IsClash(err) {
-		// A leaked attachment holds one of the keys with another verdict.
-		if err = queue(true); err == nil {
-			err = conn.Flush()
-		}
-	}
-	if err != nil {
+	if err := conn.SetAttachmentRules(n.nftRules(args, masq, hostPort, mac)); err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	return nil

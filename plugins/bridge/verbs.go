@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cnikit/cnikit/cni"
+	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/netns"
 	"github.com/cnikit/cnikit/skel"
@@ -73,56 +74,21 @@ func (n *conf) teardownNftables(args *skel.Args) error {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer conn.Close()
-	att := n.attachment(args)
-	ips, hostPort := n.fromPrevResult(args)
-	queue := func(byKey bool) error {
-		if n.IPMasq {
-			if byKey && len(ips) > 0 {
-				if err := conn.DelMasqueradeIPs(ips); err != nil {
-					return err
-				}
-			} else if _, err := conn.DelMasqueradeOf(att); err != nil {
-				return err
-			}
-			if _, err := conn.DelReferenceMasquerade(att); err != nil {
-				return err
-			}
-		}
-		if n.MacSpoofChk {
-			if byKey && hostPort != "" {
-				if err := conn.DelMacSpoof(att, hostPort); err != nil {
-					return err
-				}
-			} else if _, err := conn.DelMacSpoofOf(att); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	byKey := len(ips) > 0 || hostPort != ""
-	if err := queue(byKey); err != nil {
+	addrs, hostPort := n.fromPrevResult(args)
+	if err := conn.ClearAttachmentRules(n.nftRules(args, addrs, hostPort, nil)); err != nil {
 		return fmt.Errorf("bridge: %w", err)
-	}
-	err = conn.Flush()
-	if byKey && nft.IsNotFound(err) {
-		if err = queue(false); err == nil {
-			err = conn.Flush()
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("bridge: removing nftables objects: %w", err)
 	}
 	return nil
 }
 
-// fromPrevResult returns the container's addresses and the host port's name
-// recorded in prevResult, if there is one.
-func (n *conf) fromPrevResult(args *skel.Args) ([]net.IP, string) {
+// fromPrevResult returns the container's addresses (with their prefix
+// length) and the host port's name recorded in prevResult, if there is one.
+func (n *conf) fromPrevResult(args *skel.Args) ([]net.IPNet, string) {
 	r := n.PrevResult
 	if r == nil {
 		return nil, ""
 	}
-	var ips []net.IP
+	var ips []net.IPNet
 	for _, ip := range r.IPs {
 		if ip.Interface != nil && *ip.Interface >= 0 && *ip.Interface < len(r.Interfaces) {
 			iface := r.Interfaces[*ip.Interface]
@@ -130,7 +96,7 @@ func (n *conf) fromPrevResult(args *skel.Args) ([]net.IP, string) {
 				continue
 			}
 		}
-		ips = append(ips, ip.Address.IP)
+		ips = append(ips, ip.Address)
 	}
 	var hostPort string
 	if len(r.Interfaces) > 2 && r.Interfaces[0].Name == n.BrName && r.Interfaces[1].Sandbox == "" &&
@@ -211,7 +177,7 @@ func check(ctx context.Context, args *skel.Args) error {
 			return fmt.Errorf("container interface %q has MAC %s, prevResult says %s", args.IfName, l.Attrs().HardwareAddr, contIface.Mac)
 		}
 		peerIndex = l.Attrs().ParentIndex
-		return checkAddressesAndRoutes(l, wantIPs, r.Routes)
+		return verifyAddressesAndRoutes(l, wantIPs, r.Routes)
 	})
 	if err != nil {
 		if errors.Is(err, netns.ErrNotExist) {
@@ -232,101 +198,46 @@ func check(ctx context.Context, args *skel.Args) error {
 		}
 	}
 	if n.IPMasq || n.MacSpoofChk {
-		return n.checkNftables(args, wantIPs)
+		return n.checkNftables(args, wantIPs, hostLink.Attrs().Name, contIface.Mac)
 	}
 	return nil
 }
 
-func checkAddressesAndRoutes(l netlink.Link, ips []*cni.IPConfig, routes []*cni.Route) error {
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("listing addresses of %q: %w", l.Attrs().Name, err)
-	}
-	for _, want := range ips {
-		found := false
-		for _, a := range addrs {
-			if a.IPNet.String() == want.Address.String() {
-				found = true
-			}
-		}
-		if !found {
-			return fmt.Errorf("container interface %q lacks address %s", l.Attrs().Name, want.Address.String())
-		}
-	}
-	have, err := netlink.RouteList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("listing routes of %q: %w", l.Attrs().Name, err)
-	}
-	hasRoute := func(dst *net.IPNet, gw net.IP) bool {
-		for _, rt := range have {
-			d := rt.Dst
-			if d == nil {
-				if ones, _ := dst.Mask.Size(); ones != 0 {
-					continue
-				}
-				if (dst.IP.To4() != nil) != (rt.Family == netlink.FAMILY_V4) {
-					continue
-				}
-			} else if d.String() != dst.String() {
-				continue
-			}
-			if gw == nil || gw.Equal(rt.Gw) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, want := range ips {
-		subnet := &net.IPNet{IP: want.Address.IP.Mask(want.Address.Mask), Mask: want.Address.Mask}
-		if !hasRoute(subnet, nil) {
-			return fmt.Errorf("container interface %q has no route to %s", l.Attrs().Name, subnet)
-		}
+// verifyAddressesAndRoutes checks that the container interface carries its
+// addresses, the kernel's route to each address's subnet, and the routes of
+// the result (those of the main table).
+func verifyAddressesAndRoutes(l netlink.Link, ips []*cni.IPConfig, routes []*cni.Route) error {
+	h := &netlink.Handle{}
+	addrs := make([]net.IPNet, 0, len(ips))
+	want := make([]link.Route, 0, len(ips)+len(routes))
+	for _, ip := range ips {
+		addrs = append(addrs, ip.Address)
+		want = append(want, link.Route{Dst: net.IPNet{IP: ip.Address.IP.Mask(ip.Address.Mask), Mask: ip.Address.Mask}})
 	}
 	for _, r := range routes {
-		if r.Table != nil {
-			continue // other tables are not listed here
-		}
-		if !hasRoute(&r.Dst, r.GW) {
-			return fmt.Errorf("container interface %q lacks route %s via %v", l.Attrs().Name, r.Dst.String(), r.GW)
-		}
+		want = append(want, link.Route{Dst: r.Dst, GW: r.GW, Table: r.Table})
 	}
-	return nil
+	if err := link.VerifyAddresses(h, l, addrs); err != nil {
+		return err
+	}
+	return link.VerifyRoutes(h, l, want)
 }
 
 // checkNftables verifies the attachment's masquerade elements and MAC spoof
-// check are in place.
-func (n *conf) checkNftables(args *skel.Args, ips []*cni.IPConfig) error {
+// check, and the programs they hang off.
+func (n *conf) checkNftables(args *skel.Args, ips []*cni.IPConfig, hostPort, contMAC string) error {
 	conn, err := nft.Open()
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
 	defer conn.Close()
-	att := n.attachment(args)
-	if n.IPMasq {
-		elems, err := conn.FindMasquerade(att)
-		if err != nil {
-			return fmt.Errorf("bridge: %w", err)
-		}
-		for _, ip := range ips {
-			found := false
-			for _, e := range elems {
-				if e.IP.Equal(ip.Address.IP) {
-					found = true
-				}
-			}
-			if !found {
-				return fmt.Errorf("bridge: no masquerade for %s in nftables map %s %s", ip.Address.IP, nft.TableName, "masq4/masq6")
-			}
-		}
+	addrs := make([]net.IPNet, 0, len(ips))
+	for _, ip := range ips {
+		addrs = append(addrs, ip.Address)
 	}
-	if n.MacSpoofChk {
-		elems, err := conn.FindMacSpoof(att)
-		if err != nil {
-			return fmt.Errorf("bridge: %w", err)
-		}
-		if len(elems) == 0 {
-			return fmt.Errorf("bridge: no MAC spoof check for %s/%s", args.ContainerID, args.IfName)
-		}
+	mac, _ := net.ParseMAC(contMAC) // none when prevResult records none
+	if err := conn.CheckAttachmentRules(n.nftRules(args, addrs, hostPort, mac)); err != nil {
+		return fmt.Errorf("bridge: %w", err)
 	}
 	return nil
 }
@@ -374,19 +285,10 @@ func gc(ctx context.Context, args *skel.Args) error {
 		return errors.Join(append(errs, fmt.Errorf("bridge: %w", err))...)
 	}
 	defer conn.Close()
-	// Each kind is flushed on its own so one failure does not stop the rest.
-	for _, step := range []func() (int, error){
-		func() (int, error) { return conn.GCMasquerade(n.Name, keep) },
-		func() (int, error) { return conn.GCReferenceMasquerade(n.Name, keep) },
-		func() (int, error) { return conn.GCMacSpoof(n.Name, keep) },
-	} {
-		if _, err := step(); err != nil {
-			errs = append(errs, fmt.Errorf("bridge: %w", err))
-			continue
-		}
-		if err := conn.Flush(); err != nil {
-			errs = append(errs, fmt.Errorf("bridge: %w", err))
-		}
+	// Both kinds whatever the configuration says now: an attachment made
+	// while it said otherwise may have left either.
+	if err := conn.CollectAttachmentRules(n.Name, keep, nft.Features{Masquerade: true, MacSpoof: true}); err != nil {
+		errs = append(errs, fmt.Errorf("bridge: %w", err))
 	}
 	return errors.Join(errs...)
 }

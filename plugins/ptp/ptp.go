@@ -151,6 +151,12 @@ func nameHostEnd(h *netlink.Handle, hostVeth netlink.Link, name string) error {
 	return nil
 }
 
+// masquerade is the attachment's masquerade of addrs, as the nftables life
+// cycle it shares with the bridge plugin takes it.
+func masquerade(att nft.Attachment, addrs []net.IPNet) nft.AttachmentRules {
+	return nft.AttachmentRules{Attachment: att, Features: nft.Features{Masquerade: true}, Addrs: addrs}
+}
+
 // setMasquerade masquerades the container's addresses, in one batch.
 func setMasquerade(att nft.Attachment, addrs []*net.IPNet) error {
 	conn, err := nft.Open()
@@ -158,11 +164,7 @@ func setMasquerade(att nft.Attachment, addrs []*net.IPNet) error {
 		return fmt.Errorf("ptp: %w", err)
 	}
 	defer conn.Close()
-	masq := make([]net.IPNet, len(addrs))
-	for i, a := range addrs {
-		masq[i] = *a
-	}
-	if err := conn.SetMasquerade(att, masq); err != nil {
+	if err := conn.SetAttachmentRules(masquerade(att, derefAll(addrs))); err != nil {
 		return fmt.Errorf("ptp: %w", err)
 	}
 	return nil

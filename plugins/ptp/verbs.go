@@ -47,32 +47,32 @@ func del(ctx context.Context, args *skel.Args) error {
 // containerIPs returns the container's addresses recorded in prevResult, if
 // there is one: those of the container interface, or all of them when the
 // result does not tie them to interfaces.
-func (n *conf) containerIPs(args *skel.Args) []net.IP {
+func (n *conf) containerIPs(args *skel.Args) []net.IPNet {
 	r := n.PrevResult
 	if r == nil {
 		return nil
 	}
-	var ips []net.IP
+	var ips []net.IPNet
 	for _, ip := range r.IPs {
 		if i := ip.Interface; i != nil && *i >= 0 && *i < len(r.Interfaces) {
 			if iface := r.Interfaces[*i]; iface.Name != args.IfName || iface.Sandbox == "" {
 				continue
 			}
 		}
-		ips = append(ips, ip.Address.IP)
+		ips = append(ips, ip.Address)
 	}
 	return ips
 }
 
 // clearMasquerade removes the attachment's masquerade, by key when the
 // addresses are known.
-func clearMasquerade(att nft.Attachment, ips []net.IP) error {
+func clearMasquerade(att nft.Attachment, ips []net.IPNet) error {
 	conn, err := nft.Open()
 	if err != nil {
 		return fmt.Errorf("ptp: %w", err)
 	}
 	defer conn.Close()
-	if err := conn.ClearMasquerade(att, ips); err != nil {
+	if err := conn.ClearAttachmentRules(masquerade(att, ips)); err != nil {
 		return fmt.Errorf("ptp: %w", err)
 	}
 	return nil
@@ -242,7 +242,7 @@ func check(ctx context.Context, args *skel.Args) error {
 		return fmt.Errorf("ptp: host end: %w", err)
 	}
 	if n.IPMasq {
-		return checkMasquerade(n.attachment(args), p.ips)
+		return checkMasquerade(n.attachment(args), derefAll(p.addrs))
 	}
 	return nil
 }
@@ -255,25 +255,16 @@ func derefAll(nets []*net.IPNet) []net.IPNet {
 	return out
 }
 
-// checkMasquerade verifies that each address has its masquerade element.
-func checkMasquerade(att nft.Attachment, ips []net.IP) error {
+// checkMasquerade verifies that each address has its masquerade element,
+// and that the program it hangs off is intact.
+func checkMasquerade(att nft.Attachment, addrs []net.IPNet) error {
 	conn, err := nft.Open()
 	if err != nil {
 		return fmt.Errorf("ptp: %w", err)
 	}
 	defer conn.Close()
-	elems, err := conn.FindMasquerade(att)
-	if err != nil {
+	if err := conn.CheckAttachmentRules(masquerade(att, addrs)); err != nil {
 		return fmt.Errorf("ptp: %w", err)
-	}
-	for _, ip := range ips {
-		found := false
-		for _, e := range elems {
-			found = found || e.IP.Equal(ip)
-		}
-		if !found {
-			return fmt.Errorf("ptp: no masquerade for %s in nftables table inet %s", ip, nft.TableName)
-		}
 	}
 	return nil
 }
@@ -310,7 +301,7 @@ func gc(ctx context.Context, args *skel.Args) error {
 	if conn, err := nft.Open(); err != nil {
 		errs = append(errs, fmt.Errorf("ptp: %w", err))
 	} else {
-		if err := conn.CollectMasquerade(n.Name, keep); err != nil {
+		if err := conn.CollectAttachmentRules(n.Name, keep, nft.Features{Masquerade: true}); err != nil {
 			errs = append(errs, fmt.Errorf("ptp: %w", err))
 		}
 		conn.Close()
