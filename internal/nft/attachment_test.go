@@ -79,7 +79,7 @@ func TestMasqueradeAttachmentLifecycle(t *testing.T) {
 }
 
 // bothRules is an attachment with masquerade and a MAC spoof check.
-func bothRules(t *testing.T, id, port, mac string, addrs ...string) AttachmentRules {
+func bothRules(t testing.TB, id, port, mac string, addrs ...string) AttachmentRules {
 	t.Helper()
 	r := AttachmentRules{Attachment: Attachment{Network: "net1", ContainerID: id, IfName: "eth0"},
 		Features: Features{Masquerade: true, MacSpoof: true}, Port: port}
@@ -348,5 +348,65 @@ func TestKeepSetStale(t *testing.T) {
 				t.Errorf("Stale(%q) = %v, want %v", tc.key, got, tc.want)
 			}
 		})
+	}
+}
+
+// BenchmarkAttachmentRules measures the nftables work of an ADD (set) and
+// of a DEL by key (clear), with the programs in place, next to a number of
+// existing attachments: the masquerade of one address (ptp), and that of an
+// IPv4 and an IPv6 address with the MAC spoof check (a dual-stack bridge).
+func BenchmarkAttachmentRules(b *testing.B) {
+	for _, existing := range []int{0, 1000} {
+		ns := nstest.New(b)
+		withConn(b, ns, func(c *Conn) error {
+			for i := range existing {
+				r := bothRules(b, fmt.Sprint("e", i), fmt.Sprintf("veth%05d", i), "02:00:00:00:00:01",
+					fmt.Sprintf("10.1.%d.%d/16", i/250, i%250+2), fmt.Sprintf("fd00:1::1:%x/64", i))
+				if err := c.SetAttachmentRules(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, bc := range []struct {
+			name  string
+			rules AttachmentRules
+		}{
+			{"ipMasq", masqOnly(Attachment{Network: "net1", ContainerID: "bench", IfName: "eth0"}, mustCIDR(b, "10.1.200.1/16"))},
+			{"dual-stack+ipMasq+macspoofchk", bothRules(b, "bench", "vethbench", "02:00:00:00:00:02", "10.1.200.1/16", "fd00:1::200:1/64")},
+		} {
+			// A first set brings the subnet chains, as earlier containers of
+			// the subnet did.
+			withConn(b, ns, func(c *Conn) error {
+				if err := c.SetAttachmentRules(bc.rules); err != nil {
+					return err
+				}
+				return c.ClearAttachmentRules(bc.rules)
+			})
+			for _, verb := range []string{"set", "clear"} {
+				b.Run(fmt.Sprintf("%s/%s/existing=%d", verb, bc.name, existing), func(b *testing.B) {
+					withConn(b, ns, func(c *Conn) error {
+						set, clear := c.SetAttachmentRules, c.ClearAttachmentRules
+						for b.Loop() {
+							if verb == "clear" {
+								b.StopTimer()
+							}
+							if err := set(bc.rules); err != nil {
+								return err
+							}
+							b.StopTimer()
+							if verb == "clear" {
+								b.StartTimer()
+							}
+							if err := clear(bc.rules); err != nil {
+								return err
+							}
+							b.StartTimer()
+						}
+						return nil
+					})
+				})
+			}
+		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/cnikit/cnikit/internal/nstest"
 )
 
-func mustCIDR(t *testing.T, s string) net.IPNet {
+func mustCIDR(t testing.TB, s string) net.IPNet {
 	t.Helper()
 	ip, n, err := net.ParseCIDR(s)
 	if err != nil {
@@ -17,8 +17,8 @@ func mustCIDR(t *testing.T, s string) net.IPNet {
 	return net.IPNet{IP: ip, Mask: n.Mask}
 }
 
-// inNS runs fn with a Conn opened inside a fresh namespace.
-func withConn(t *testing.T, ns *nstest.NS, fn func(c *Conn) error) {
+// withConn runs fn with a Conn opened inside ns.
+func withConn(t testing.TB, ns *nstest.NS, fn func(c *Conn) error) {
 	t.Helper()
 	ns.Do(func() error {
 		c, err := Open()
