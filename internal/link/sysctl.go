@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 )
 
 // sysctlRoot is where the calling thread's namespace's settings are.
@@ -61,4 +64,27 @@ func EnableForwarding(family int) error {
 		return EnsureSysctl("net/ipv4/ip_forward", "1")
 	}
 	return EnsureSysctl("net/ipv6/conf/all/forwarding", "1")
+}
+
+// ipv4DevconfArpNotify is IPV4_DEVCONF_ARP_NOTIFY (linux/ip.h), the attribute
+// of arp_notify inside IFLA_INET_CONF.
+const ipv4DevconfArpNotify = 22
+
+// setInet4Conf sets IPv4 per-interface settings (IPV4_DEVCONF_* -> value) of
+// the link at index in one netlink request: the same effect as writing
+// /proc/sys/net/ipv4/conf/<dev>/..., without opening files.
+func setInet4Conf(index int, values map[uint16]uint32) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	spec := nl.NewRtAttr(unix.IFLA_AF_SPEC, nil)
+	inet := spec.AddRtAttr(unix.AF_INET, nil)
+	conf := inet.AddRtAttr(unix.IFLA_INET_CONF, nil)
+	for key, value := range values {
+		conf.AddRtAttr(int(key), nl.Uint32Attr(value))
+	}
+	req.AddData(spec)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
