@@ -15,10 +15,13 @@ import (
 // that several ADDs create them at the same time. Under -race it catches
 // state that calls share and write.
 func TestConcurrentAttachments(t *testing.T) {
-	requireTool(t, "ip")
 	e := newEnv(t)
-	// The bridge exists: the calls meet in nftables, not in its creation.
-	e.host.MustRun("ip", "link", "add", "cni0", "type", "bridge")
+	// The plugin makes the bridge first (without nftables), so that the calls
+	// meet in nftables and the bridge's MAC stays as CHECK expects it.
+	l2 := e.conf("l2net", nil, map[string]any{})
+	warmup := nstest.New(t)
+	e.mustAdd(call{conf: l2, netns: warmup.Path(), cid: "warmup"})
+	e.mustRun(call{verb: "DEL", conf: l2, netns: warmup.Path(), cid: "warmup"})
 	conf := e.conf("concnet", []string{"10.20.0.0/24", "fd20::/64"}, map[string]any{"ipMasq": true, "macspoofchk": true})
 	const n = 6
 	conts := make([]*nstest.NS, n)
