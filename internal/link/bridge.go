@@ -35,12 +35,20 @@ func EnsureBridge(h *netlink.Handle, opts BridgeOptions) (br *netlink.Bridge, cr
 		if !errors.As(err, &notFound) {
 			return nil, false, fmt.Errorf("looking up bridge %q: %w", opts.Name, err)
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: opts.Name, MTU: opts.MTU, TxQLen: -1}}
+		// The MAC is given at creation, which pins it (an address set by
+		// hand is kept): otherwise the bridge takes the lowest MAC of its
+		// ports and changes it as containers come and go. Pinning it after
+		// creation would race with a concurrent ADD whose port just joined.
+		mac, err := RandomMAC()
+		if err != nil {
+			return nil, false, err
+		}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: opts.Name, MTU: opts.MTU, TxQLen: -1, HardwareAddr: mac}}
 		if opts.VlanFiltering {
 			on := true
 			br.VlanFiltering = &on
 		}
-		err := h.LinkAdd(br)
+		err = h.LinkAdd(br)
 		created = err == nil
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			if opts.VlanFiltering && errors.Is(err, unix.EOPNOTSUPP) {
@@ -50,13 +58,6 @@ func EnsureBridge(h *netlink.Handle, opts BridgeOptions) (br *netlink.Bridge, cr
 		}
 		if existing, err = h.LinkByName(opts.Name); err != nil {
 			return nil, false, fmt.Errorf("looking up bridge %q: %w", opts.Name, err)
-		}
-		// Pin the MAC now: otherwise the bridge takes the lowest MAC of its
-		// ports and changes it as containers come and go.
-		if mac := existing.Attrs().HardwareAddr; len(mac) > 0 && existing.Type() == "bridge" {
-			if err := h.LinkSetHardwareAddr(existing, mac); err != nil {
-				return nil, false, fmt.Errorf("pinning the MAC of bridge %q: %w", opts.Name, err)
-			}
 		}
 	}
 	br, ok := existing.(*netlink.Bridge)

@@ -44,6 +44,16 @@ func RandomName(prefix string) (string, error) {
 	return prefix + hex.EncodeToString(b[:]), nil
 }
 
+// RandomMAC returns a random unicast, locally administered MAC address.
+func RandomMAC() (net.HardwareAddr, error) {
+	mac := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(mac); err != nil {
+		return nil, err
+	}
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac, nil
+}
+
 // CreateVeth creates the pair with a single RTM_NEWLINK whose peer carries
 // IFLA_NET_NS_FD: the container end is born in its namespace, never moved
 // (a move costs an unregister/register cycle under the RTNL lock). It returns

@@ -151,9 +151,10 @@ func check(ctx context.Context, args *skel.Args) error {
 	if !ok {
 		return fmt.Errorf("bridge: %q is a %s link, not a bridge", n.BrName, brLink.Type())
 	}
-	if brIface.Mac != "" && br.HardwareAddr.String() != brIface.Mac {
-		return fmt.Errorf("bridge: bridge %q has MAC %s, prevResult says %s", n.BrName, br.HardwareAddr, brIface.Mac)
-	}
+	// The bridge's MAC is not compared with prevResult's: a bridge cnikit
+	// creates keeps its MAC, but one made by someone else without a fixed
+	// MAC takes its lowest port's, which changes as other containers come
+	// and go; that does not make this attachment broken.
 	if n.PromiscMode && br.Promisc == 0 {
 		return fmt.Errorf("bridge: bridge %q is not in promiscuous mode", n.BrName)
 	}
