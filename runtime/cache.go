@@ -21,7 +21,11 @@ import (
 //
 // The entry is written after a whole ADD succeeded and removed after a whole
 // DEL did. Unlike the reference library, cnikit writes it atomically (a
-// temporary file, fsync, rename), so a crash never leaves half an entry.
+// temporary file renamed into place), so a crashed process never leaves half
+// an entry. It is not fsynced: a sync costs milliseconds per ADD, and what an
+// entry describes (a container's namespace and interfaces) does not survive
+// the crash of the host that would make the sync matter; an entry lost or
+// emptied by one reads as absent, and DEL then proceeds without prevResult.
 
 // cacheKind marks a cache entry of the current format.
 const cacheKind = "cniCacheV1"
@@ -95,7 +99,7 @@ func (r *Runtime) writeCache(list *cni.ConfigList, att *Attachment, result *cni.
 }
 
 // writeFileAtomic replaces path with data (mode 0600) so that readers see the
-// old content or the new, never a mix, even across a crash.
+// old content or the new, never a mix.
 func writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -107,23 +111,13 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
 	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
 	if closeErr := tmp.Close(); err == nil {
 		err = closeErr
 	}
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil { // make the rename itself durable
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return os.Rename(tmp.Name(), path)
 }
 
 // removeCache deletes the entry of (network, containerID, ifName); a missing
