@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/cnikit/cnikit/cni"
@@ -25,7 +26,10 @@ type Lease struct {
 // Allocate reserves one address per range set for att, in set order. A
 // requested address is used for the set it lies in; the other sets get the
 // next free address round-robin after the set's last reserved one. Either every
-// set gets an address or nothing is reserved.
+// set gets an address or nothing is reserved. The directory is not read: the
+// duplicate check reads att's index entry, and round-robin tries candidates
+// by name, so the cost does not grow with the number of reservations, only
+// with the taken candidates it meets.
 //
 // Errors: code 7 when a requested address is outside every set, not
 // allocatable (gateway, network, broadcast), or shares a set with another; 11
@@ -42,31 +46,12 @@ func (al *Allocator) Allocate(att Attachment, requested []netip.Addr) ([]Lease, 
 	}
 	defer al.Store.Unlock()
 
-	// Sets without a requested address need to know which addresses are taken,
-	// and whether att holds one of theirs already (the reference's duplicate
-	// check); one directory read serves all of them.
-	var taken map[netip.Addr]bool
-	var held []netip.Addr
-	if needScan := anyZero(want); needScan {
-		unrequested := func(a netip.Addr) bool {
-			for i := range al.Sets {
-				if !want[i].IsValid() && al.Sets[i].Contains(a) {
-					return true
-				}
-			}
-			return false
-		}
-		allocs, err := al.Store.List(unrequested)
-		if err != nil {
-			return nil, err
-		}
-		taken = make(map[netip.Addr]bool, len(allocs))
-		for _, alloc := range allocs {
-			taken[alloc.Addr] = true
-			if alloc.Owner.owns(att) || alloc.Owner.ownsLegacy(att) {
-				held = append(held, alloc.Addr)
-			}
-		}
+	// The duplicate check, as the reference's for the sets without a requested
+	// address: what att holds according to its index entry. That covers every
+	// allocation cnikit made (and those GC indexed); see the README.
+	held, _, err := al.Store.heldByIndex(att)
+	if err != nil {
+		return nil, err
 	}
 
 	var leases []Lease
@@ -95,27 +80,34 @@ func (al *Allocator) Allocate(att Attachment, requested []netip.Addr) ([]Lease, 
 						"%s has been allocated to %s, duplicate allocation is not allowed", a, att))
 				}
 			}
-			for a, r := range set.Candidates(al.Store.LastReserved(i)) {
-				if taken[a] {
-					continue
-				}
-				ok, err := al.Store.Reserve(a, att)
-				if err != nil {
-					return fail(err)
-				}
-				if ok {
-					lease = Lease{Addr: a, Range: r}
-					break
-				}
+			a, r, err := al.Store.ReserveFirst(set.Candidates(al.Store.LastReserved(i)), att)
+			if err != nil {
+				return fail(err)
 			}
-			if !lease.Addr.IsValid() {
+			if !a.IsValid() {
 				return fail(cni.Errorf(CodeRangeExhausted, "no IP addresses available in range set %s: %s", set.Where, set))
 			}
+			lease = Lease{Addr: a, Range: r}
 		}
 		leases = append(leases, lease)
 		if err := al.Store.SetLastReserved(i, lease.Addr); err != nil {
 			return fail(err)
 		}
+	}
+	// The index lists everything att holds: the new leases, and what it held
+	// before in sets it did not allocate from now (a requested address, or a
+	// set no longer configured).
+	indexed := make([]netip.Addr, 0, len(leases)+len(held))
+	for _, l := range leases {
+		indexed = append(indexed, l.Addr)
+	}
+	for _, a := range held {
+		if !slices.Contains(indexed, a) {
+			indexed = append(indexed, a)
+		}
+	}
+	if err := al.Store.writeIndex(att, indexed); err != nil {
+		return fail(err)
 	}
 	return leases, nil
 }
@@ -181,47 +173,64 @@ func (al *Allocator) describeSets() string {
 	return strings.Join(parts, "; ")
 }
 
-func anyZero(addrs []netip.Addr) bool {
-	for _, a := range addrs {
-		if !a.IsValid() {
-			return true
-		}
-	}
-	return false
-}
-
-// Release frees att's reservations. known are addresses att is believed to
-// hold (the previous result): each one reserved for att is released by name,
-// and when that covers every range set the directory is not read at all.
-// Otherwise every reservation is examined, as the reference does: those
-// written for att are released, or, when there are none, those of the old
-// format naming att's container. Nothing to release is success.
+// Release frees att's reservations. It reads att's index entry, and releases
+// every address the entry lists and known lists (the previous result: the
+// addresses att is believed to hold) that is reserved for att, by name; the
+// entry goes too. When that covers every range set, the directory is not read
+// at all. Otherwise (no entry: an allocation a reference plugin or an earlier
+// cnikit version made) every reservation is examined, as the reference does:
+// those written for att are released, or, when there are none, those of the
+// old format naming att's container. Nothing to release is success.
 func (al *Allocator) Release(att Attachment, known []netip.Addr) error {
 	if err := al.Store.Lock(); err != nil {
 		return err
 	}
 	defer al.Store.Unlock()
 
+	indexed, found, err := al.Store.readIndex(att)
+	if err != nil {
+		return err
+	}
 	covered := make([]bool, len(al.Sets))
-	for _, a := range known {
+	releasedAny := false
+	release := func(a netip.Addr, legacyToo bool) error {
 		owner, err := al.Store.Owner(a)
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if !owner.owns(att) && !owner.ownsLegacy(att) {
-			continue
+		if !owner.owns(att) && !(legacyToo && owner.ownsLegacy(att)) {
+			return nil
 		}
 		if err := al.Store.Release(a, owner); err != nil {
 			return err
 		}
+		releasedAny = true
 		if i := al.setFor(a); i >= 0 {
 			covered[i] = true
 		}
+		return nil
 	}
-	if len(known) > 0 && !anyFalse(covered) {
+	for _, a := range indexed {
+		if err := release(a, false); err != nil {
+			return err
+		}
+	}
+	for _, a := range known {
+		if err := release(a, true); err != nil {
+			return err
+		}
+	}
+	// After the addresses: a crash in between leaves an entry naming
+	// released addresses, which readers find stale.
+	if found {
+		if err := al.Store.removeIndex(att); err != nil {
+			return err
+		}
+	}
+	if releasedAny && !anyFalse(covered) {
 		return nil
 	}
 
@@ -261,8 +270,9 @@ func anyFalse(bs []bool) bool {
 
 // Check verifies that att holds an address in every range set (code 102
 // otherwise). known are the addresses of the previous result: each one inside
-// a set must be reserved for att, and when they cover every set the directory
-// is not read.
+// a set must be reserved for att. Sets they do not cover are looked up in
+// att's index entry, and only those it does not cover either (an allocation
+// cnikit did not make) in the directory.
 func (al *Allocator) Check(att Attachment, known []netip.Addr) error {
 	if err := al.Store.Lock(); err != nil {
 		return err
@@ -286,6 +296,18 @@ func (al *Allocator) Check(att Attachment, known []netip.Addr) error {
 			return cni.Errorf(CodeAllocationMissing, "IP %s of the previous result is reserved by %s, not by %s", a, owner, att)
 		}
 		covered[i] = true
+	}
+	if !anyFalse(covered) {
+		return nil
+	}
+	held, _, err := al.Store.heldByIndex(att)
+	if err != nil {
+		return err
+	}
+	for _, a := range held {
+		if i := al.setFor(a); i >= 0 {
+			covered[i] = true
+		}
 	}
 	if !anyFalse(covered) {
 		return nil

@@ -340,55 +340,47 @@ func TestExhausted(t *testing.T) {
 	}
 }
 
-// TestAllocateReadsOnlyUnlinkedReservations: reservations cnikit made are
-// known from the directory listing (owner links); only those another
-// implementation wrote are opened, so the duplicate check stays complete.
-func TestAllocateReadsOnlyUnlinkedReservations(t *testing.T) {
-	al := newAllocator(t, "10.0.0.0/24")
+// TestAllocateReadsNoDirectory: ADD next to other reservations neither lists
+// the directory nor opens their files; a duplicate ADD is found through the
+// attachment's index entry, by reading its own reservations only.
+func TestAllocateReadsNoDirectory(t *testing.T) {
+	al := newAllocator(t, "10.0.0.0/24", "fd00::/120")
 	for i := 0; i < 20; i++ {
 		if _, err := al.Allocate(Attachment{fmt.Sprintf("c%d", i), "eth0"}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	reads := al.Store.ownerReads
+	listings, reads := al.Store.listings, al.Store.ownerReads
 	if _, err := al.Allocate(Attachment{"new", "eth0"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := al.Store.ownerReads - reads; n != 0 {
-		t.Errorf("ADD read %d reservation files, want 0", n)
+	if al.Store.listings != listings || al.Store.ownerReads != reads {
+		t.Errorf("ADD listed %d times and read %d reservation files, want 0 and 0",
+			al.Store.listings-listings, al.Store.ownerReads-reads)
 	}
-	// As the reference writes it: no owner link.
-	if err := os.WriteFile(filepath.Join(al.Store.Dir(), "10.0.0.200"), []byte("ref\r\neth0"), 0o644); err != nil {
-		t.Fatal(err)
+	_, err := al.Allocate(Attachment{"c3", "eth0"}, nil)
+	if cni.CodeOf(err) != CodeDuplicateAllocation || !strings.Contains(err.Error(), "10.0.0.5 has been allocated to container c3 interface eth0") {
+		t.Errorf("duplicate ADD: %v", err)
 	}
-	reads = al.Store.ownerReads
-	_, err := al.Allocate(Attachment{"ref", "eth0"}, nil)
-	if cni.CodeOf(err) != CodeDuplicateAllocation {
-		t.Errorf("duplicate of a reference reservation: %v", err)
-	}
-	if n := al.Store.ownerReads - reads; n != 1 {
-		t.Errorf("ADD read %d reservation files, want 1", n)
+	if al.Store.listings != listings || al.Store.ownerReads != reads+2 {
+		t.Errorf("duplicate ADD listed %d times and read %d reservation files, want 0 and 2 (its own)",
+			al.Store.listings-listings, al.Store.ownerReads-reads)
 	}
 }
 
-// TestOrphanOwnerLinks: a link whose address file was removed (by hand, or by
-// a crash between the two unlinks) or replaced is not believed, and goes.
+// TestOrphanOwnerLinks: a link of an earlier cnikit version whose address file
+// was removed (by hand, or by a crash between the two unlinks) or replaced is
+// not believed, and goes.
 func TestOrphanOwnerLinks(t *testing.T) {
 	al := newAllocator(t, "10.0.0.0/24")
-	c1 := Attachment{"c1", "eth0"}
-	l, err := al.Allocate(c1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := al.Store.Dir()
-	ip := l[0].Addr.String()
+	c1 := Attachment{"c1", "eth0"}
+	plantOwnerLinked(t, dir, "10.0.0.2", c1)
 	// The address file is removed by hand and re-created by a reference ADD.
-	if err := os.Remove(filepath.Join(dir, ip)); err != nil {
+	if err := os.Remove(filepath.Join(dir, "10.0.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ip), []byte("other\r\neth0"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	plant(t, dir, "10.0.0.2", "other\r\neth0")
 	if err := al.Store.Lock(); err != nil {
 		t.Fatal(err)
 	}
@@ -404,8 +396,11 @@ func TestOrphanOwnerLinks(t *testing.T) {
 	if len(links) != 0 {
 		t.Errorf("orphan links left: %v", links)
 	}
-	// c1 holds nothing now: a new ADD is not a duplicate.
-	if _, err := al.Allocate(c1, nil); err != nil {
-		t.Errorf("ADD after the orphan: %v", err)
+	// c1 holds nothing now: its DEL leaves the other's reservation alone.
+	if err := al.Release(c1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if left := allOwners(t, al); left != "10.0.0.2=other/eth0" {
+		t.Errorf("left %s", left)
 	}
 }

@@ -2,13 +2,17 @@ package ipam
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,14 +24,19 @@ import (
 // DefaultDataDir is where the reference plugin keeps its stores.
 const DefaultDataDir = "/var/lib/cni/networks"
 
-// The reference plugin's file names inside a network's directory, and our prefix
-// for files being written (never a valid IP address, so the reference skips them).
+// The reference plugin's file names inside a network's directory, and ours
+// (never a valid IP address, so the reference's lookups skip them).
 const (
 	lockFileName       = "lock"
 	lastReservedPrefix = "last_reserved_ip."
 	tempPrefix         = ".cnikit-tmp."
+	reservationTemp    = tempPrefix + "reservation"
 	ownerPrefix        = ".cnikit-owner:"
+	indexPrefix        = ".cnikit-attachment:"
+	hashedIndexPrefix  = ".cnikit-attachment-sha256:"
+	indexSeparator     = ","
 	lineBreak          = "\r\n"
+	maxNameLen         = 255 // NAME_MAX
 )
 
 // Attachment identifies a container's interface on a network. As the owner of a
@@ -38,12 +47,15 @@ type Attachment struct {
 	IfName      string
 }
 
-// owns reports whether a reservation whose file names o was written for att.
-func (o Attachment) owns(att Attachment) bool { return o.IfName != "" && o == att }
+// owns reports whether a reservation whose file names o was written for att
+// (whose container ID was trimmed on the way, as the reference does).
+func (o Attachment) owns(att Attachment) bool {
+	return o.IfName != "" && o.IfName == att.IfName && o.ContainerID == strings.TrimSpace(att.ContainerID)
+}
 
 // ownsLegacy reports whether o is an old-format owner naming att's container.
 func (o Attachment) ownsLegacy(att Attachment) bool {
-	return o.IfName == "" && o.ContainerID != "" && o.ContainerID == att.ContainerID
+	return o.IfName == "" && o.ContainerID != "" && o.ContainerID == strings.TrimSpace(att.ContainerID)
 }
 
 // String formats the attachment for messages.
@@ -66,20 +78,48 @@ type Allocation struct {
 	ino   uint64
 }
 
-// ownerLink names the hard link that records a reservation's owner in the
-// directory listing itself: ".cnikit-owner:<containerID>:<ifname>:<ip>". Both
-// names are one inode, so the link holds the reservation's content: reference
-// plugins see a file of the attachment (their DEL removes it with the address
-// file) whose name is not an address (their lookups skip it). Container IDs
-// and interface names cannot hold ':'; an owner that does, or a name too long,
-// gets no link, and its reservation is read like a reference one.
+// ownerLink names the hard link with which earlier cnikit versions recorded a
+// reservation's owner in the directory listing itself:
+// ".cnikit-owner:<containerID>:<ifname>:<ip>", the same inode as the address
+// file. They are no longer written (the attachment index replaced them), but
+// the links of reservations made before are still read by listings and
+// removed with their address files. An owner whose ID or interface holds ':',
+// or whose name would be too long, never had one.
 func ownerLink(a netip.Addr, att Attachment) (string, bool) {
 	id := strings.TrimSpace(att.ContainerID)
 	name := ownerPrefix + id + ":" + att.IfName + ":" + a.String()
-	if id == "" || att.IfName == "" || strings.ContainsAny(id+att.IfName, ":/\x00") || len(name) > 255 {
+	if id == "" || att.IfName == "" || strings.ContainsAny(id+att.IfName, ":/\x00") || len(name) > maxNameLen {
 		return "", false
 	}
 	return name, true
+}
+
+// indexName names att's index entry, derived from the attachment alone so that
+// it is found without listing the directory:
+// ".cnikit-attachment:<containerID>:<ifname>". Container IDs and interface
+// names cannot hold ':' or '/' once validated; an attachment whose would, or
+// whose name would exceed NAME_MAX (container IDs have no length limit), is
+// named by the SHA-256 of its reservation content instead:
+// ".cnikit-attachment-sha256:<hex>". Either way readers verify what the entry
+// says against the address files, so a name shared by two attachments could
+// cost speed, never correctness. An attachment without container ID or
+// interface name (the old reservation format) has no index.
+func indexName(att Attachment) (string, bool) {
+	id := strings.TrimSpace(att.ContainerID)
+	if id == "" || att.IfName == "" {
+		return "", false
+	}
+	name := indexPrefix + id + ":" + att.IfName
+	if len(name) <= maxNameLen && !strings.ContainsAny(id+att.IfName, ":/\x00") {
+		return name, true
+	}
+	sum := sha256.Sum256([]byte(id + lineBreak + att.IfName))
+	return hashedIndexPrefix + hex.EncodeToString(sum[:]), true
+}
+
+// isIndexName reports whether a directory entry is an index entry.
+func isIndexName(name string) bool {
+	return strings.HasPrefix(name, indexPrefix) || strings.HasPrefix(name, hashedIndexPrefix)
 }
 
 // parseOwnerLink decodes an owner link's name.
@@ -98,11 +138,11 @@ func parseOwnerLink(name string) (netip.Addr, Attachment, bool) {
 // Store is the on-disk state of one network, <dataDir>/<network>/, in the
 // reference host-local format: one file per reserved address named after it
 // and holding "<containerID>\r\n<ifname>", last_reserved_ip.<set> files for
-// round-robin, and a lock file taken with flock(LOCK_EX). cnikit adds an owner
-// link per reservation (see ownerLink), so that a listing of the directory
-// tells who holds what without opening a file. All methods except Lock,
-// Unlock, Close and Dir expect the lock to be held, List excepted when owners
-// are not read.
+// round-robin, and a lock file taken with flock(LOCK_EX). cnikit adds one
+// index entry per attachment (see writeIndex), so that ADD, CHECK and DEL find
+// an attachment's addresses without listing the directory. All methods except
+// Lock, Unlock, Close and Dir expect the lock to be held, List excepted when
+// owners are not read.
 type Store struct {
 	dir    string
 	dirFD  int
@@ -199,42 +239,56 @@ func (s *Store) Unlock() error {
 }
 
 // Reserve creates a's reservation for att. It reports false when a is already
-// reserved. The file appears atomically with its full content: it is written
-// under a temporary name, then renamed into place without replacing (link(2)
-// where renameat2 is unsupported), so a crashed process never leaves an empty
-// or partial reservation. The data is not fsynced: that would cost milliseconds
-// per ADD, and after a power loss, the only case it covers, every container is
-// gone anyway and GC releases whatever the file system kept, empty files
-// included.
+// reserved (by anyone, or by anything: a directory of that name counts too).
+// See ReserveFirst for how the file is written.
 func (s *Store) Reserve(a netip.Addr, att Attachment) (bool, error) {
-	name := a.String()
-	tmp := tempPrefix + name
+	got, _, err := s.ReserveFirst(func(yield func(netip.Addr, *Range) bool) { yield(a, nil) }, att)
+	return got.IsValid(), err
+}
+
+// ReserveFirst reserves, for att, the first address of candidates that is
+// free, and returns it with its range; the zero Addr when every candidate is
+// taken. The reservation file appears atomically with its full content: it is
+// written once under a temporary name, then renamed onto each candidate in
+// turn without replacing (link(2) where renameat2 is unsupported) until one
+// rename succeeds, so a taken candidate costs one failed rename and the
+// directory is never read. A crashed process leaves no empty or partial
+// reservation. The data is not fsynced: that would cost milliseconds per ADD,
+// and after a power loss, the only case it covers, every container is gone
+// anyway and GC releases whatever the file system kept, empty files included.
+func (s *Store) ReserveFirst(candidates iter.Seq2[netip.Addr, *Range], att Attachment) (netip.Addr, *Range, error) {
 	content := strings.TrimSpace(att.ContainerID) + lineBreak + att.IfName
-	if err := s.writeTemp(tmp, content); err != nil {
-		return false, err
+	if err := s.writeTemp(reservationTemp, content); err != nil {
+		return netip.Addr{}, nil, err
 	}
-	err := unix.Renameat2(s.dirFD, tmp, s.dirFD, name, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-		err = unix.Linkat(s.dirFD, tmp, s.dirFD, name, 0)
-		unix.Unlinkat(s.dirFD, tmp, 0)
-	}
-	switch {
-	case err == nil:
-	case errors.Is(err, unix.EEXIST):
-		unix.Unlinkat(s.dirFD, tmp, 0)
-		return false, nil
-	default:
-		unix.Unlinkat(s.dirFD, tmp, 0)
-		return false, ioError("reserving "+filepath.Join(s.dir, name), err)
-	}
-	if link, ok := ownerLink(a, att); ok {
-		// Best effort: a reservation without its link is only slower to find.
-		if err := unix.Linkat(s.dirFD, name, s.dirFD, link, 0); errors.Is(err, unix.EEXIST) {
-			unix.Unlinkat(s.dirFD, link, 0) // an orphan from a reservation removed by hand
-			unix.Linkat(s.dirFD, name, s.dirFD, link, 0)
+	defer unix.Unlinkat(s.dirFD, reservationTemp, 0) // gone already after a rename
+	for a, r := range candidates {
+		name := a.String()
+		err := s.place(reservationTemp, name)
+		switch {
+		case err == nil:
+			return a, r, nil
+		case errors.Is(err, unix.EEXIST):
+			continue
+		default:
+			return netip.Addr{}, nil, ioError("reserving "+filepath.Join(s.dir, name), err)
 		}
 	}
-	return true, nil
+	return netip.Addr{}, nil, nil
+}
+
+// place gives the complete file tmp the name name, failing with EEXIST when
+// that name exists; tmp stays in place when it fails.
+func (s *Store) place(tmp, name string) error {
+	err := unix.Renameat2(s.dirFD, tmp, s.dirFD, name, unix.RENAME_NOREPLACE)
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	if err := unix.Linkat(s.dirFD, tmp, s.dirFD, name, 0); err != nil {
+		return err
+	}
+	unix.Unlinkat(s.dirFD, tmp, 0)
+	return nil
 }
 
 // writeTemp writes a file that only this lock holder uses. A file already under
@@ -332,22 +386,150 @@ func (s *Store) remove(alloc Allocation) error {
 	return nil
 }
 
+// The attachment index. Each attachment cnikit allocated for has one entry,
+// named after the attachment (indexName), that lists the addresses it holds:
+// a symbolic link whose target is "<ip>[,<ip>...]", in range set order. A
+// symbolic link is created complete by one symlinkat(2) and read by one
+// readlinkat(2), so the entry is written atomically without a temporary file
+// and costs no data block for the usual one or two addresses. It is a cache,
+// never the authority: the address files are, so every reader believes an
+// entry only for the addresses whose files hold its attachment's content, and
+// an entry that vouches for none is stale and removed. Reference plugins read
+// files through symbolic links: an entry with one address resolves to that
+// address file, so their DEL of the attachment removes the entry with the
+// file (and their lookups skip it, its name being no address); an entry with
+// several resolves to nothing, and they skip it.
+
+// readIndex returns the addresses att's index entry lists. found reports
+// whether there is an entry; one that is not a symbolic link or does not
+// parse lists nothing (and is stale).
+func (s *Store) readIndex(att Attachment) (addrs []netip.Addr, found bool, err error) {
+	name, ok := indexName(att)
+	if !ok {
+		return nil, false, nil
+	}
+	return s.readIndexEntry(name)
+}
+
+func (s *Store) readIndexEntry(name string) ([]netip.Addr, bool, error) {
+	for {
+		n, err := unix.Readlinkat(s.dirFD, name, s.buf)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			return nil, false, nil
+		case errors.Is(err, unix.EINVAL):
+			return nil, true, nil // not a symbolic link
+		case err != nil:
+			return nil, false, ioError("reading "+filepath.Join(s.dir, name), err)
+		case n == len(s.buf):
+			s.buf = make([]byte, 2*len(s.buf)) // possibly truncated
+			continue
+		}
+		return parseIndex(string(s.buf[:n])), true, nil
+	}
+}
+
+// parseIndex decodes an index entry's target; anything malformed lists nothing.
+func parseIndex(target string) []netip.Addr {
+	var addrs []netip.Addr
+	for field := range strings.SplitSeq(target, indexSeparator) {
+		a, err := netip.ParseAddr(field)
+		if err != nil || a.Zone() != "" {
+			return nil
+		}
+		addrs = append(addrs, a.Unmap())
+	}
+	return addrs
+}
+
+// writeIndex records addrs as att's index entry, replacing any entry it has.
+// The old entry is removed first and the new one created without replacing
+// (a crash in between leaves no entry, which readers handle: they fall back to
+// reading the directory).
+func (s *Store) writeIndex(att Attachment, addrs []netip.Addr) error {
+	name, ok := indexName(att)
+	if !ok || len(addrs) == 0 {
+		return nil
+	}
+	return s.writeIndexEntry(name, addrs)
+}
+
+func (s *Store) writeIndexEntry(name string, addrs []netip.Addr) error {
+	parts := make([]string, len(addrs))
+	for i, a := range addrs {
+		parts[i] = a.String()
+	}
+	target := strings.Join(parts, indexSeparator)
+	unix.Unlinkat(s.dirFD, name, 0)
+	if err := unix.Symlinkat(target, s.dirFD, name); err != nil {
+		return ioError("writing "+filepath.Join(s.dir, name), err)
+	}
+	return nil
+}
+
+// removeIndex removes att's index entry; a missing one is not an error.
+func (s *Store) removeIndex(att Attachment) error {
+	name, ok := indexName(att)
+	if !ok {
+		return nil
+	}
+	if err := unix.Unlinkat(s.dirFD, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return ioError("removing "+filepath.Join(s.dir, name), err)
+	}
+	return nil
+}
+
+// heldByIndex returns the addresses att's index entry lists and the address
+// files confirm (they hold att's content), and whether att has an entry at
+// all. An entry that vouches for no address is stale (the addresses were
+// released by a reference DEL, or by hand) and is removed.
+func (s *Store) heldByIndex(att Attachment) ([]netip.Addr, bool, error) {
+	listed, found, err := s.readIndex(att)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	held := listed[:0]
+	for _, a := range listed {
+		owner, err := s.Owner(a)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, true, err
+		}
+		if owner.owns(att) {
+			held = append(held, a)
+		}
+	}
+	if len(held) == 0 {
+		return nil, true, s.removeIndex(att)
+	}
+	return held, true, nil
+}
+
 // List returns every reservation. The owner of a reservation is known from its
 // owner link when it has one; otherwise it is read from the file when
 // readOwner returns true for the address (nil reads none). With the lock held,
 // temporary files and orphan owner links left by crashed writers (or by
 // reservations removed by hand) are removed on the way.
 func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
+	allocs, _, err := s.scan(readOwner)
+	return allocs, err
+}
+
+// scan is List that also returns the names of the index entries.
+func (s *Store) scan(readOwner func(netip.Addr) bool) ([]Allocation, []string, error) {
 	s.listings++
 	entries, err := s.readDir()
 	if err != nil {
-		return nil, ioError("reading "+s.dir, err)
+		return nil, nil, ioError("reading "+s.dir, err)
 	}
 	type linkInfo struct {
 		name  string
 		owner Attachment
 	}
-	links := make(map[linkKey]linkInfo, len(entries)/2)
+	links := make(map[linkKey]linkInfo)
+	var indexes []string
 	out := make([]Allocation, 0, len(entries)/2+1)
 	for _, e := range entries {
 		switch {
@@ -355,6 +537,8 @@ func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 			if s.locked {
 				unix.Unlinkat(s.dirFD, e.name, 0)
 			}
+		case isIndexName(e.name):
+			indexes = append(indexes, e.name)
 		case strings.HasPrefix(e.name, ownerPrefix):
 			a, owner, ok := parseOwnerLink(e.name)
 			if ok {
@@ -394,7 +578,7 @@ func (s *Store) List(readOwner func(netip.Addr) bool) ([]Allocation, error) {
 			unix.Unlinkat(s.dirFD, l.name, 0) // its address file is gone or replaced
 		}
 	}
-	return kept, nil
+	return kept, indexes, nil
 }
 
 // linkKey pairs an owner link with its address file: same address, same inode.
@@ -504,8 +688,13 @@ func (s *Store) SetLastReserved(set int, a netip.Addr) error {
 
 // GC releases every reservation whose owner is not among keep. An old-format
 // reservation (container ID only) is kept when keep names its container; an
-// empty or unreadable one names nobody and is released. It goes on after an
-// error and returns the released addresses and every error.
+// empty or unreadable one names nobody and is released. It also brings the
+// attachment index up to date, since it reads everything anyway: entries of
+// attachments that hold nothing go, and every attachment that keeps
+// reservations gets an entry listing exactly them. That indexes reservations
+// made by reference plugins and by earlier cnikit versions too, so that ADD's
+// duplicate check covers them from then on. It goes on after an error and
+// returns the released addresses and every error.
 func (s *Store) GC(keep []Attachment) ([]netip.Addr, error) {
 	exact := make(map[Attachment]bool, len(keep))
 	containers := make(map[string]bool, len(keep))
@@ -513,15 +702,19 @@ func (s *Store) GC(keep []Attachment) ([]netip.Addr, error) {
 		exact[att] = true
 		containers[att.ContainerID] = true
 	}
-	allocs, err := s.List(func(netip.Addr) bool { return true })
+	allocs, indexes, err := s.scan(func(netip.Addr) bool { return true })
 	if err != nil {
 		return nil, err
 	}
 	var released []netip.Addr
 	var errs []error
+	held := make(map[string][]netip.Addr) // index entry name → addresses
 	for _, alloc := range allocs {
 		o := alloc.Owner
 		if o.IfName != "" && exact[o] || o.IfName == "" && o.ContainerID != "" && containers[o.ContainerID] {
+			if name, ok := indexName(o); ok {
+				held[name] = append(held[name], alloc.Addr)
+			}
 			continue
 		}
 		if err := s.remove(alloc); err != nil {
@@ -530,7 +723,39 @@ func (s *Store) GC(keep []Attachment) ([]netip.Addr, error) {
 		}
 		released = append(released, alloc.Addr)
 	}
+	for _, name := range indexes {
+		want, live := held[name]
+		if live {
+			listed, _, err := s.readIndexEntry(name)
+			if err == nil && sameAddrs(listed, want) {
+				delete(held, name) // up to date
+			}
+			continue // rewritten below
+		}
+		if err := unix.Unlinkat(s.dirFD, name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, ioError("removing "+filepath.Join(s.dir, name), err))
+		}
+	}
+	for name, addrs := range held {
+		slices.SortFunc(addrs, netip.Addr.Compare) // IPv4 first, as range sets usually are
+		if err := s.writeIndexEntry(name, addrs); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return released, errors.Join(errs...)
+}
+
+// sameAddrs reports whether a and b hold the same addresses, in any order.
+func sameAddrs(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckWritable reports, as an error, why the store of network could not be

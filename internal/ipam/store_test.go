@@ -17,7 +17,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // snapshot describes a store directory as text: one line per entry with its
-// mode and quoted content, in name order.
+// mode and quoted content (a symbolic link's target), in name order.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -34,7 +34,16 @@ func snapshot(t *testing.T, dir string) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		path := filepath.Join(dir, e.Name())
+		if info.Mode()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, fmt.Sprintf("%s -> %s", e.Name(), target))
+			continue
+		}
+		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,20 +93,17 @@ func reserve(t *testing.T, s *Store, addr string, att Attachment) {
 }
 
 // TestStoreFormat pins the files a store writes: names, modes and bytes, as
-// the reference plugin writes and reads them.
+// the reference plugin writes and reads them, and cnikit's index entries.
 func TestStoreFormat(t *testing.T) {
-	dataDir := t.TempDir()
-	s := openLocked(t, dataDir)
-	reserve(t, s, "10.1.2.3", Attachment{"c1", "eth0"})
-	reserve(t, s, "fd00::1:3", Attachment{"c1", "eth0"})
-	reserve(t, s, "10.1.2.4", Attachment{" c2 ", "net1"}) // the reference trims the container ID
-	if err := s.SetLastReserved(0, netip.MustParseAddr("10.1.2.4")); err != nil {
+	al := newAllocator(t, "10.1.2.0/24", "fd00::1:0/112")
+	if _, err := al.Allocate(Attachment{"c1", "eth0"}, addrs("10.1.2.3", "fd00::1:3")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLastReserved(1, netip.MustParseAddr("fd00::1:3")); err != nil {
+	// The reference trims the container ID.
+	if _, err := al.Allocate(Attachment{" c2 ", "net1"}, addrs("10.1.2.4")); err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "store.golden", snapshot(t, filepath.Join(dataDir, "net1")))
+	checkGolden(t, "store.golden", snapshot(t, al.Store.Dir()))
 }
 
 func TestReserveExisting(t *testing.T) {
