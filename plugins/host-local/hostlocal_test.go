@@ -87,7 +87,7 @@ func withPrev(t testing.TB, stdin string, prev *cni.Result, version string) stri
 }
 
 // storeFiles lists the reservations in a network's directory as
-// "ip=content" pairs.
+// "ip=content" pairs (cnikit's index entries are listed by indexEntries).
 func storeFiles(t testing.TB, dataDir string) string {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(dataDir, "testnet"))
@@ -99,11 +99,32 @@ func storeFiles(t testing.TB, dataDir string) string {
 	}
 	var parts []string
 	for _, e := range entries {
-		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip.") || strings.HasPrefix(e.Name(), ".cnikit-owner:") {
+		if e.Name() == "lock" || strings.HasPrefix(e.Name(), "last_reserved_ip.") || strings.HasPrefix(e.Name(), ".cnikit-") {
 			continue
 		}
 		data, _ := os.ReadFile(filepath.Join(dataDir, "testnet", e.Name()))
 		parts = append(parts, e.Name()+"="+strings.ReplaceAll(string(data), "\r\n", "/"))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// indexEntries lists cnikit's index entries in a network's directory as
+// "containerID:ifname->target" pairs.
+func indexEntries(t testing.TB, dataDir string) string {
+	t.Helper()
+	dir := filepath.Join(dataDir, "testnet")
+	names, err := filepath.Glob(filepath.Join(dir, ".cnikit-attachment*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, name := range names {
+		target, err := os.Readlink(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, strings.TrimPrefix(filepath.Base(name), ".cnikit-attachment:")+"->"+target)
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
@@ -275,6 +296,11 @@ func TestGC(t *testing.T) {
 	if got := storeFiles(t, dataDir); got != "10.7.0.2=c1/eth0 10.7.0.4=c3/eth0 10.7.0.6=c9" {
 		t.Errorf("after GC: %s", got)
 	}
+	// The index follows: entries of released attachments go; an old-format
+	// reservation names no interface and has none.
+	if got := indexEntries(t, dataDir); got != "c1:eth0->10.7.0.2 c3:eth0->10.7.0.4" {
+		t.Errorf("index after GC: %s", got)
+	}
 	mustSucceed(t, request{verb: "GC", stdin: gcConf("cni.dev/attachments", "c3/eth0")})
 	if got := storeFiles(t, dataDir); got != "10.7.0.4=c3/eth0" {
 		t.Errorf("after GC with the older key: %s", got)
@@ -374,12 +400,12 @@ func TestOldVersionOneAddressPerFamily(t *testing.T) {
 	}
 }
 
-// TestDelWithPrevResultDoesNotScan: a DEL whose prevResult covers every range
-// set releases those addresses by name and looks no further. A second
-// reservation of the attachment, planted as the reference would write it,
-// shows it: only the scanning DEL (no prevResult) finds and releases it.
-// Entries that are not files (a directory named like an address) disturb
-// neither.
+// TestDelWithPrevResultDoesNotScan: a DEL whose prevResult and index entry
+// cover every range set releases those addresses by name and looks no
+// further. A second reservation of the attachment, planted as the reference
+// would write it, shows it: only the next DEL, which finds no index entry and
+// scans the directory, releases it. Entries that are not files (a directory
+// named like an address) disturb neither.
 func TestDelWithPrevResultDoesNotScan(t *testing.T) {
 	dataDir := t.TempDir()
 	stdin := conf(t, "1.0.0", map[string]any{"dataDir": dataDir, "ranges": ranges("10.7.0.0/24", "fd07::/120")}, nil)

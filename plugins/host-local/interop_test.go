@@ -83,6 +83,54 @@ func TestOurStateServedByReference(t *testing.T) {
 	if r := mustExec(t, ref, "ADD", "c3", stdin); addresses(r) != "10.7.0.4/24 fd07::4/120" {
 		t.Errorf("reference ADD after ours got %s", addresses(r))
 	}
+	// Its DEL left our index entry of c1 (with two addresses it resolves to
+	// no file); it is stale, so c1 can be added again, and the new entry
+	// replaces it.
+	if got := indexEntries(t, dataDir); got != "c1:eth0->10.7.0.2,fd07::2 c2:eth0->10.7.0.3,fd07::3" {
+		t.Errorf("index entries: %s", got)
+	}
+	if r := mustExec(t, ours, "ADD", "c1", stdin); addresses(r) != "10.7.0.5/24 fd07::5/120" {
+		t.Errorf("our ADD of c1 again got %s", addresses(r))
+	}
+	if got := indexEntries(t, dataDir); got != "c1:eth0->10.7.0.5,fd07::5 c2:eth0->10.7.0.3,fd07::3" {
+		t.Errorf("index entries: %s", got)
+	}
+	mustExec(t, ours, "DEL", "c1", stdin)
+	mustExec(t, ref, "DEL", "c3", stdin)
+	if got := storeFiles(t, dataDir); got != "10.7.0.3=c2/eth0 fd07::3=c2/eth0" {
+		t.Errorf("after the last DELs: %s", got)
+	}
+}
+
+// TestReferenceDelRemovesSingleSetIndex: with one range set our index entry
+// resolves to the address file, so the reference's DEL, which removes every
+// file holding the attachment's content, leaves nothing of ours behind; its
+// duplicate check and CHECK skip the entry, whose name is no address.
+func TestReferenceDelRemovesSingleSetIndex(t *testing.T) {
+	ref := referenceBinary(t)
+	ours := ourBinary(t)
+	dataDir := t.TempDir()
+	stdin := conf(t, referenceVersion, map[string]any{"dataDir": dataDir, "ranges": ranges("10.7.0.0/24")}, nil)
+	r1 := mustExec(t, ours, "ADD", "c1", stdin)
+	if got := indexEntries(t, dataDir); got != "c1:eth0->10.7.0.2" {
+		t.Fatalf("index entries: %s", got)
+	}
+	if _, err := execPlugin(ref, "ADD", "c1", stdin); err == nil || !strings.Contains(err.Error(), "duplicate allocation") {
+		t.Errorf("reference duplicate ADD: %v", err)
+	}
+	mustExec(t, ref, "CHECK", "c1", withPrev(t, stdin, r1, referenceVersion))
+	mustExec(t, ref, "DEL", "c1", stdin)
+	entries, err := os.ReadDir(filepath.Join(dataDir, "testnet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if got := strings.Join(names, " "); got != "last_reserved_ip.0 lock" {
+		t.Errorf("left after the reference DEL: %s", got)
+	}
 }
 
 // TestRoundRobinFromReference: round-robin continues from the
@@ -140,8 +188,8 @@ func TestInterleavedNeverShareAnAddress(t *testing.T) {
 			t.Errorf("%s handed out twice", all[i])
 		}
 	}
-	if owners := checkStoreConsistent(t, dataDir); len(owners) != n {
-		t.Errorf("%d containers in the store, want %d", len(owners), n)
+	if owners, indexed := checkStoreConsistent(t, dataDir); len(owners) != n || len(indexed) != n/2 {
+		t.Errorf("%d containers in the store, %d indexed; want %d and %d (ours)", len(owners), len(indexed), n, n/2)
 	}
 	// Everyone's DEL, by whichever plugin, empties the store.
 	runConcurrently(t, n, func(i int) error {
@@ -157,5 +205,26 @@ func TestInterleavedNeverShareAnAddress(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "testnet", "lock")); err != nil {
 		t.Errorf("lock file: %v", err)
+	}
+	// The reference's DELs of our dual-stack allocations leave their index
+	// entries (they resolve to no file); nothing believes them, and our GC
+	// removes them.
+	var want []string
+	for i := 0; i < n; i += 2 {
+		want = append(want, fmt.Sprintf("c%d:eth0", i))
+	}
+	sort.Strings(want)
+	var left []string
+	for _, e := range strings.Fields(indexEntries(t, dataDir)) {
+		name, _, _ := strings.Cut(e, "->")
+		left = append(left, name)
+	}
+	if strings.Join(left, " ") != strings.Join(want, " ") {
+		t.Errorf("index entries left: %v, want %v", left, want)
+	}
+	gc := conf(t, "1.1.0", map[string]any{"dataDir": dataDir}, map[string]any{"cni.dev/valid-attachments": []any{}})
+	mustExec(t, ours, "GC", "", gc)
+	if left := indexEntries(t, dataDir); left != "" {
+		t.Errorf("index entries left after our GC: %s", left)
 	}
 }

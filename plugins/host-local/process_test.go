@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -57,29 +58,30 @@ func runConcurrently(t *testing.T, n int, fn func(i int) error) {
 }
 
 // checkStoreConsistent verifies that every reservation has a well-formed owner,
-// that no owner holds two addresses of one family, and that no temporary file
-// is left; it returns the reservations by container.
-func checkStoreConsistent(t *testing.T, dataDir string) map[string][]string {
+// that no owner holds two addresses of one family, that every index entry
+// lists exactly its attachment's reservations, and that no temporary file is
+// left; it returns the reservations by container, and the containers that
+// have an index entry.
+func checkStoreConsistent(t *testing.T, dataDir string) (byOwner map[string][]string, indexed map[string]bool) {
 	t.Helper()
 	dir := filepath.Join(dataDir, "testnet")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byOwner := map[string][]string{}
+	byOwner = map[string][]string{}
+	targets := map[string]string{}
 	for _, e := range entries {
 		name := e.Name()
 		if name == "lock" || strings.HasPrefix(name, "last_reserved_ip.") {
 			continue
 		}
-		if strings.HasPrefix(name, ".cnikit-owner:") {
-			// An owner link must share its address file's inode.
-			parts := strings.SplitN(name, ":", 4)
-			a, errA := os.Stat(filepath.Join(dir, name))
-			b, errB := os.Stat(filepath.Join(dir, parts[len(parts)-1]))
-			if errA != nil || errB != nil || !os.SameFile(a, b) {
-				t.Errorf("owner link %s does not match its address file", name)
+		if id, ok := strings.CutPrefix(name, ".cnikit-attachment:"); ok {
+			target, err := os.Readlink(filepath.Join(dir, name))
+			if err != nil {
+				t.Errorf("index entry %s: %v", name, err)
 			}
+			targets[strings.TrimSuffix(id, ":eth0")] = target
 			continue
 		}
 		if strings.HasPrefix(name, ".") {
@@ -101,7 +103,18 @@ func checkStoreConsistent(t *testing.T, dataDir string) map[string][]string {
 			t.Errorf("%s holds %v, want one IPv4 and one IPv6 address", id, ips)
 		}
 	}
-	return byOwner
+	indexed = map[string]bool{}
+	for id, target := range targets {
+		listed := strings.Split(target, ",")
+		sort.Strings(listed)
+		held := append([]string(nil), byOwner[id]...)
+		sort.Strings(held)
+		if strings.Join(listed, " ") != strings.Join(held, " ") {
+			t.Errorf("the index entry of %s lists %s, it holds %v", id, target, held)
+		}
+		indexed[id] = true
+	}
+	return byOwner, indexed
 }
 
 func TestConcurrentAddProcesses(t *testing.T) {
@@ -134,8 +147,8 @@ func TestConcurrentAddProcesses(t *testing.T) {
 	if len(seen) != 2*n {
 		t.Errorf("%d distinct addresses, want %d", len(seen), 2*n)
 	}
-	if owners := checkStoreConsistent(t, dataDir); len(owners) != n {
-		t.Errorf("%d containers in the store, want %d", len(owners), n)
+	if owners, indexed := checkStoreConsistent(t, dataDir); len(owners) != n || len(indexed) != n {
+		t.Errorf("%d containers in the store, %d indexed; want %d", len(owners), len(indexed), n)
 	}
 }
 
@@ -167,7 +180,7 @@ func TestConcurrentAddDelProcesses(t *testing.T) {
 		_, err = execPlugin(bin, "ADD", id, stdin)
 		return err
 	})
-	if owners := checkStoreConsistent(t, dataDir); len(owners) != n {
-		t.Errorf("%d containers in the store, want %d", len(owners), n)
+	if owners, indexed := checkStoreConsistent(t, dataDir); len(owners) != n || len(indexed) != n {
+		t.Errorf("%d containers in the store, %d indexed; want %d", len(owners), len(indexed), n)
 	}
 }
