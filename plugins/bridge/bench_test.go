@@ -2,30 +2,12 @@ package bridge
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 )
-
-// inProcessPath returns a CNI_PATH whose host-local is a link to the test
-// binary itself, so that skel.Delegate runs it in-process, as it does in the
-// cnikit binary: the benchmarks measure the bridge plugin and IPAM, not
-// process starts.
-func inProcessPath(b *testing.B) string {
-	b.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	if err := os.Symlink(self, filepath.Join(dir, "host-local")); err != nil {
-		b.Fatal(err)
-	}
-	return dir
-}
 
 // benchCase is a network to measure, next to a number of existing
 // attachments of the same network (in one namespace of their own, one
@@ -50,11 +32,13 @@ var benchCases = []benchCase{
 // configuration, its existing attachments and a container namespace.
 func (bc benchCase) setup(b *testing.B) (*env, []byte, *nstest.NS) {
 	e := newEnv(b)
-	e.path = inProcessPath(b)
+	// IPAM in-process, as in the cnikit binary: the benchmarks measure the
+	// bridge plugin and IPAM, not process starts.
+	e.host.Defaults.Path = plugintest.InProcessPath(b, "host-local")
 	conf := e.conf("bench", bc.subnets, bc.extra)
 	others := nstest.New(b)
 	for i := range bc.existing {
-		e.mustAdd(call{conf: conf, netns: others.Path(), cid: fmt.Sprintf("existing%d", i), ifname: fmt.Sprintf("e%d", i)})
+		e.host.MustAdd(plugintest.Call{Conf: conf, Netns: others.Path(), ContainerID: fmt.Sprintf("existing%d", i), IfName: fmt.Sprintf("e%d", i)})
 	}
 	return e, conf, nstest.New(b)
 }
@@ -65,17 +49,7 @@ func BenchmarkAdd(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			e, conf, cont := bc.setup(b)
-			for b.Loop() {
-				out, cerr := e.run(call{verb: "ADD", conf: conf, netns: cont.Path()})
-				if cerr != nil {
-					b.Fatal(cerr)
-				}
-				b.StopTimer()
-				if _, cerr := e.run(call{verb: "DEL", conf: withPrevResult(b, conf, out), netns: cont.Path()}); cerr != nil {
-					b.Fatal(cerr)
-				}
-				b.StartTimer()
-			}
+			e.host.BenchmarkAdd(b, plugintest.Call{Conf: conf, Netns: cont.Path()})
 		})
 	}
 }
@@ -86,18 +60,7 @@ func BenchmarkDel(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			e, conf, cont := bc.setup(b)
-			for b.Loop() {
-				b.StopTimer()
-				out, cerr := e.run(call{verb: "ADD", conf: conf, netns: cont.Path()})
-				if cerr != nil {
-					b.Fatal(cerr)
-				}
-				withPrev := withPrevResult(b, conf, out)
-				b.StartTimer()
-				if _, cerr := e.run(call{verb: "DEL", conf: withPrev, netns: cont.Path()}); cerr != nil {
-					b.Fatal(cerr)
-				}
-			}
+			e.host.BenchmarkDel(b, plugintest.Call{Conf: conf, Netns: cont.Path()})
 		})
 	}
 }

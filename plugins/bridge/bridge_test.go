@@ -10,6 +10,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // keyCase is one configuration key exercised through ADD, CHECK, DEL, DEL.
@@ -25,7 +26,7 @@ type keyCase struct {
 
 func protinfo(t *testing.T, e *env, port string) netlink.Protinfo {
 	t.Helper()
-	p, err := e.host.Handle().LinkGetProtinfo(e.hostLink(port))
+	p, err := e.host.Handle().LinkGetProtinfo(e.host.Link(port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,15 +37,15 @@ var keyCases = []keyCase{
 	{
 		name: "defaults", subnets: []string{"10.10.1.0/24"},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			br := e.hostLink("cni0")
+			br := e.host.Link("cni0")
 			mustf(t, br.Type() == "bridge", "cni0 is a %s", br.Type())
-			host := e.hostLink(res.Interfaces[1].Name)
+			host := e.host.Link(res.Interfaces[1].Name)
 			mustf(t, host.Type() == "veth" && host.Attrs().MasterIndex == br.Attrs().Index, "host end %s is not a veth port of cni0", host.Attrs().Name)
-			mustf(t, sysctl(t, e.host, "net/ipv6/conf/"+host.Attrs().Name+"/accept_ra") == "0", "host port accepts RAs")
-			mustf(t, sysctl(t, e.host, "net/ipv6/conf/cni0/accept_ra") == "0", "bridge accepts RAs")
-			mustf(t, contains(containerAddrs(t, cont, "eth0"), "10.10.1.2/24"), "container addresses %v", containerAddrs(t, cont, "eth0"))
-			mustf(t, sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "0", "DAD is on by default")
-			mustf(t, sysctl(t, cont, "net/ipv4/conf/eth0/arp_notify") == "1", "arp_notify is off")
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/"+host.Attrs().Name+"/accept_ra") == "0", "host port accepts RAs")
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/cni0/accept_ra") == "0", "bridge accepts RAs")
+			mustf(t, slices.Contains(containerAddrs(t, cont, "eth0"), "10.10.1.2/24"), "container addresses %v", containerAddrs(t, cont, "eth0"))
+			mustf(t, plugintest.Sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "0", "DAD is on by default")
+			mustf(t, plugintest.Sysctl(t, cont, "net/ipv4/conf/eth0/arp_notify") == "1", "arp_notify is off")
 			mustf(t, *res.IPs[0].Interface == 2 && res.Interfaces[2].Sandbox != "", "result IPs/interfaces: %+v", res)
 			mustf(t, res.IPs[0].Gateway.String() == "10.10.1.1", "gateway %v", res.IPs[0].Gateway)
 			addrs, _ := e.host.Handle().AddrList(br, netlink.FAMILY_V4)
@@ -54,15 +55,15 @@ var keyCases = []keyCase{
 	{
 		name: "bridge name", subnets: []string{"10.10.2.0/24"}, extra: map[string]any{"bridge": "br-test"},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			mustf(t, res.Interfaces[0].Name == "br-test" && e.hostLink("br-test").Type() == "bridge", "bridge: %+v", res.Interfaces[0])
+			mustf(t, res.Interfaces[0].Name == "br-test" && e.host.Link("br-test").Type() == "bridge", "bridge: %+v", res.Interfaces[0])
 		},
 	},
 	{
 		name: "isGateway", subnets: []string{"10.10.3.0/24"}, extra: map[string]any{"isGateway": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			addrs, _ := e.host.Handle().AddrList(e.hostLink("cni0"), netlink.FAMILY_V4)
+			addrs, _ := e.host.Handle().AddrList(e.host.Link("cni0"), netlink.FAMILY_V4)
 			mustf(t, len(addrs) == 1 && addrs[0].IPNet.String() == "10.10.3.1/24", "bridge addresses %v", addrs)
-			mustf(t, sysctl(t, e.host, "net/ipv4/ip_forward") == "1", "forwarding off")
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv4/ip_forward") == "1", "forwarding off")
 			mustf(t, cont.Ping("10.10.3.1") == nil, "gateway unreachable")
 		},
 	},
@@ -83,8 +84,8 @@ var keyCases = []keyCase{
 	{
 		name: "mtu", subnets: []string{"10.10.5.0/24"}, extra: map[string]any{"mtu": 1400},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			mustf(t, e.hostLink("cni0").Attrs().MTU == 1400, "bridge MTU %d", e.hostLink("cni0").Attrs().MTU)
-			mustf(t, e.hostLink(res.Interfaces[1].Name).Attrs().MTU == 1400, "host end MTU")
+			mustf(t, e.host.Link("cni0").Attrs().MTU == 1400, "bridge MTU %d", e.host.Link("cni0").Attrs().MTU)
+			mustf(t, e.host.Link(res.Interfaces[1].Name).Attrs().MTU == 1400, "host end MTU")
 			l, _ := cont.Handle().LinkByName("eth0")
 			mustf(t, l.Attrs().MTU == 1400, "container MTU %d", l.Attrs().MTU)
 		},
@@ -98,7 +99,7 @@ var keyCases = []keyCase{
 	{
 		name: "promiscMode", subnets: []string{"10.10.7.0/24"}, extra: map[string]any{"promiscMode": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			mustf(t, e.hostLink("cni0").Attrs().Promisc == 1, "bridge not promiscuous")
+			mustf(t, e.host.Link("cni0").Attrs().Promisc == 1, "bridge not promiscuous")
 			mustf(t, !protinfo(t, e, res.Interfaces[1].Name).Hairpin, "hairpin on")
 		},
 	},
@@ -115,7 +116,7 @@ var keyCases = []keyCase{
 			e.host.MustRun("ip", "link", "add", "cni0", "type", "bridge")
 		},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			br := e.hostLink("cni0")
+			br := e.host.Link("cni0")
 			mustf(t, res.Interfaces[0].Mac == br.Attrs().HardwareAddr.String(), "result says bridge MAC %s, bridge has %s", res.Interfaces[0].Mac, br.Attrs().HardwareAddr)
 		},
 	},
@@ -132,8 +133,8 @@ var keyCases = []keyCase{
 	{
 		name: "enabledad", subnets: []string{"fd10:14::/64"}, extra: map[string]any{"enabledad": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			mustf(t, sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "1", "accept_dad")
-			mustf(t, sysctl(t, cont, "net/ipv6/conf/eth0/enhanced_dad") == "1", "enhanced_dad")
+			mustf(t, plugintest.Sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "1", "accept_dad")
+			mustf(t, plugintest.Sysctl(t, cont, "net/ipv6/conf/eth0/enhanced_dad") == "1", "enhanced_dad")
 		},
 	},
 	{
@@ -189,7 +190,7 @@ var keyCases = []keyCase{
 		name: "ipMasqBackend nftables", subnets: []string{"10.10.20.0/24", "fd10:20::/64"}, extra: map[string]any{"ipMasq": true, "ipMasqBackend": "nftables"},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 			got := e.masqueradedIPs()
-			mustf(t, len(got) == 2 && contains(got, "10.10.20.2") && contains(got, "fd10:20::2"), "masqueraded %v", got)
+			mustf(t, len(got) == 2 && slices.Contains(got, "10.10.20.2") && slices.Contains(got, "fd10:20::2"), "masqueraded %v", got)
 		},
 	},
 	{
@@ -206,15 +207,15 @@ var keyCases = []keyCase{
 			e.host.MustRun("ip", "addr", "add", "10.99.0.1/16", "dev", "cni0")
 		},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			addrs, _ := e.host.Handle().AddrList(e.hostLink("cni0"), netlink.FAMILY_V4)
+			addrs, _ := e.host.Handle().AddrList(e.host.Link("cni0"), netlink.FAMILY_V4)
 			mustf(t, len(addrs) == 1 && addrs[0].IPNet.String() == "10.10.22.1/24", "bridge addresses %v", addrs)
 		},
 	},
 	{
 		name: "IPv6", subnets: []string{"fd10:23::/64"}, extra: map[string]any{"isDefaultGateway": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			mustf(t, contains(containerAddrs(t, cont, "eth0"), "fd10:23::2/64"), "addresses %v", containerAddrs(t, cont, "eth0"))
-			mustf(t, sysctl(t, e.host, "net/ipv6/conf/all/forwarding") == "1", "IPv6 forwarding off")
+			mustf(t, slices.Contains(containerAddrs(t, cont, "eth0"), "fd10:23::2/64"), "addresses %v", containerAddrs(t, cont, "eth0"))
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/all/forwarding") == "1", "IPv6 forwarding off")
 			mustf(t, cont.Ping("fd10:23::1") == nil, "IPv6 gateway unreachable")
 		},
 	},
@@ -222,7 +223,7 @@ var keyCases = []keyCase{
 		name: "dual-stack", subnets: []string{"10.10.24.0/24", "fd10:24::/64"}, extra: map[string]any{"isDefaultGateway": true, "ipMasq": true},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 			a := containerAddrs(t, cont, "eth0")
-			mustf(t, contains(a, "10.10.24.2/24") && contains(a, "fd10:24::2/64"), "addresses %v", a)
+			mustf(t, slices.Contains(a, "10.10.24.2/24") && slices.Contains(a, "fd10:24::2/64"), "addresses %v", a)
 			mustf(t, len(res.Routes) == 2, "routes %v", res.Routes)
 			mustf(t, cont.Ping("10.10.24.1") == nil && cont.Ping("fd10:24::1") == nil, "gateways unreachable")
 		},
@@ -248,18 +249,18 @@ func runKeyCase(t *testing.T, e *env, tc keyCase) {
 		tc.before(t, e)
 	}
 	conf := e.conf("net-"+notInNetworkName.ReplaceAllString(tc.name, "-"), tc.subnets, tc.extra)
-	c := call{conf: conf, netns: cont.Path(), cniArgs: tc.cniArgs}
-	res, raw := e.mustAdd(c)
+	c := plugintest.Call{Conf: conf, Netns: cont.Path(), CNIArgs: tc.cniArgs}
+	res, raw := e.host.MustAdd(c)
 	tc.verify(t, e, res, cont)
 
-	withPrev := withPrevResult(t, conf, raw)
-	e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path(), cniArgs: tc.cniArgs})
+	withPrev := plugintest.WithPrevResult(t, conf, raw)
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path(), CNIArgs: tc.cniArgs})
 	for i := range 2 {
-		e.mustRun(call{verb: "DEL", conf: withPrev, netns: cont.Path(), cniArgs: tc.cniArgs})
+		e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: cont.Path(), CNIArgs: tc.cniArgs})
 		if _, err := cont.Handle().LinkByName("eth0"); err == nil {
 			t.Errorf("DEL %d: container interface still there", i+1)
 		}
-		for _, name := range e.hostLinks() {
+		for _, name := range e.host.LinkNames() {
 			mustf(t, name != res.Interfaces[1].Name, "DEL %d: host end %s still there", i+1, name)
 		}
 		masq, spoof := e.nftElements()

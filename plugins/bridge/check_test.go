@@ -7,6 +7,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // TestCheckDetectsDamage: CHECK passes on a fresh attachment and fails, with
@@ -50,11 +51,11 @@ func TestCheckDetectsDamage(t *testing.T) {
 			cont := nstest.New(t)
 			conf := e.conf("checknet", []string{"10.21.0.0/24", "fd21::/64"},
 				map[string]any{"isDefaultGateway": true, "ipMasq": true, "macspoofchk": true})
-			res, raw := e.mustAdd(call{conf: conf, netns: cont.Path()})
-			withPrev := withPrevResult(t, conf, raw)
-			e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+			res, raw := e.host.MustAdd(plugintest.Call{Conf: conf, Netns: cont.Path()})
+			withPrev := plugintest.WithPrevResult(t, conf, raw)
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			tc.damage(e, res, cont)
-			_, cerr := e.run(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			if cerr == nil || !strings.Contains(cerr.Msg, tc.msg) {
 				t.Fatalf("CHECK after damage: %v, want an error containing %q", cerr, tc.msg)
 			}
@@ -62,8 +63,8 @@ func TestCheckDetectsDamage(t *testing.T) {
 			_ = json.Unmarshal(conf, &m)
 			m["cni.dev/valid-attachments"] = []map[string]string{{"containerID": "ctr1", "ifname": "eth0"}}
 			gcConf, _ := json.Marshal(m)
-			e.mustRun(call{verb: "GC", conf: gcConf})
-			_, cerr = e.run(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "GC", Conf: gcConf})
+			_, cerr = e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			if tc.repaired && cerr != nil {
 				t.Errorf("CHECK after GC: %v", cerr)
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // TestConcurrentAttachments: ADD, CHECK, DEL and ADD again of several
@@ -20,8 +21,8 @@ func TestConcurrentAttachments(t *testing.T) {
 	// meet in nftables and the bridge's MAC stays as CHECK expects it.
 	l2 := e.conf("l2net", nil, map[string]any{})
 	warmup := nstest.New(t)
-	e.mustAdd(call{conf: l2, netns: warmup.Path(), cid: "warmup"})
-	e.mustRun(call{verb: "DEL", conf: l2, netns: warmup.Path(), cid: "warmup"})
+	e.host.MustAdd(plugintest.Call{Conf: l2, Netns: warmup.Path(), ContainerID: "warmup"})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: l2, Netns: warmup.Path(), ContainerID: "warmup"})
 	conf := e.conf("concnet", []string{"10.20.0.0/24", "fd20::/64"}, map[string]any{"ipMasq": true, "macspoofchk": true})
 	const n = 6
 	conts := make([]*nstest.NS, n)
@@ -34,19 +35,19 @@ func TestConcurrentAttachments(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := call{conf: conf, netns: conts[i].Path(), cid: fmt.Sprint("c", i)}
+			c := plugintest.Call{Conf: conf, Netns: conts[i].Path(), ContainerID: fmt.Sprint("c", i)}
 			for _, verb := range []string{"ADD", "CHECK", "DEL", "ADD", "CHECK"} {
-				c.verb = verb
+				c.Verb = verb
 				if verb == "ADD" {
-					c.conf = conf
+					c.Conf = conf
 				}
-				out, cerr := e.run(c)
+				out, cerr := e.host.Invoke(c)
 				if cerr != nil {
-					errs[i] = fmt.Errorf("%s of %s: %v", verb, c.cid, cerr)
+					errs[i] = fmt.Errorf("%s of %s: %v", verb, c.ContainerID, cerr)
 					return
 				}
 				if verb == "ADD" {
-					c.conf = withPrevResult(t, conf, out)
+					c.Conf = plugintest.WithPrevResult(t, conf, out)
 				}
 			}
 		}()

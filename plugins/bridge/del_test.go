@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // TestDelCleansUp: every way a DEL can arrive leaves no masquerade or MAC
@@ -20,25 +22,25 @@ func TestDelCleansUp(t *testing.T) {
 		del func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte)
 	}{
 		{"with prevResult", func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: conf, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: cont.Path()})
 		}},
 		{"without prevResult", func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: bare, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: cont.Path()})
 		}},
 		{"empty CNI_NETNS", func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: conf, netns: ""})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: ""})
 		}},
 		{"netns gone", func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte) {
 			path := cont.Path()
-			e.mustRun(call{verb: "DEL", conf: bare, netns: path + "-gone"})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: path + "-gone"})
 		}},
 		{"interface gone", func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte) {
 			cont.MustRun("ip", "link", "del", "eth0")
-			e.mustRun(call{verb: "DEL", conf: bare, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: cont.Path()})
 		}},
 		{"interface gone, with prevResult", func(t *testing.T, e *env, cont *nstest.NS, conf, bare []byte) {
 			cont.MustRun("ip", "link", "del", "eth0")
-			e.mustRun(call{verb: "DEL", conf: conf, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: cont.Path()})
 		}},
 	}
 	for _, tc := range cases {
@@ -46,12 +48,12 @@ func TestDelCleansUp(t *testing.T) {
 			e := newEnv(t)
 			cont := nstest.New(t)
 			bare := e.conf("delnet", []string{"10.14.0.0/24", "fd10:14::/64"}, map[string]any{"ipMasq": true, "macspoofchk": true})
-			_, raw := e.mustAdd(call{conf: bare, netns: cont.Path()})
+			_, raw := e.host.MustAdd(plugintest.Call{Conf: bare, Netns: cont.Path()})
 			masq, spoof := e.nftElements()
 			if len(masq) != 2 || len(spoof) != 1 {
 				t.Fatalf("after ADD: %d masquerade, %d spoof elements", len(masq), len(spoof))
 			}
-			conf := withPrevResult(t, bare, raw)
+			conf := plugintest.WithPrevResult(t, bare, raw)
 			tc.del(t, e, cont, conf, bare)
 			masq, spoof = e.nftElements()
 			if len(masq) != 0 || len(spoof) != 0 {
@@ -60,7 +62,7 @@ func TestDelCleansUp(t *testing.T) {
 			if out := e.host.MustRun("nft", "list", "table", "bridge", "cnikit"); containsSub([]string{out}, "chain spoof-") {
 				t.Errorf("MAC spoof chain left:\n%s", out)
 			}
-			e.mustRun(call{verb: "DEL", conf: conf, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: cont.Path()})
 			// IPAM released the addresses.
 			for _, ip := range []string{"10.14.0.2", "fd10:14::2"} {
 				if _, err := os.Stat(filepath.Join(e.dataDir, "delnet", ip)); err == nil {
@@ -78,7 +80,7 @@ func TestDelRemovesReferenceRules(t *testing.T) {
 	e := newEnv(t)
 	cont := nstest.New(t)
 	bare := e.conf("upgraded", []string{"10.15.0.0/24"}, map[string]any{"ipMasq": true})
-	_, raw := e.mustAdd(call{conf: bare, netns: cont.Path()})
+	_, raw := e.host.MustAdd(plugintest.Call{Conf: bare, Netns: cont.Path()})
 	mine := nft.Attachment{Network: "upgraded", ContainerID: "ctr1", IfName: "eth0"}
 	other := nft.Attachment{Network: "upgraded", ContainerID: "other", IfName: "eth0"}
 	rules := "add table inet cni_plugins_masquerade\nadd chain inet cni_plugins_masquerade masq_checks\n" +
@@ -89,7 +91,7 @@ func TestDelRemovesReferenceRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.host.MustRun("nft", "-f", file)
-	e.mustRun(call{verb: "DEL", conf: withPrevResult(t, bare, raw), netns: cont.Path()})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: plugintest.WithPrevResult(t, bare, raw), Netns: cont.Path()})
 	out := e.host.MustRun("nft", "list", "chain", "inet", "cni_plugins_masquerade", "masq_checks")
 	if containsSub([]string{out}, "10.15.0.2") || !containsSub([]string{out}, "10.15.0.9") {
 		t.Errorf("want only the other attachment's reference rule left:\n%s", out)
@@ -102,22 +104,22 @@ func TestGC(t *testing.T) {
 	conf := e.conf("gcnet", []string{"10.16.0.0/24"}, map[string]any{"ipMasq": true, "macspoofchk": true})
 	otherConf := e.conf("othernet", []string{"10.17.0.0/24"}, map[string]any{"bridge": "br-other", "ipMasq": true})
 	for _, cid := range []string{"keep1", "stale1", "stale2"} {
-		e.mustAdd(call{conf: conf, netns: nstest.New(t).Path(), cid: cid})
+		e.host.MustAdd(plugintest.Call{Conf: conf, Netns: nstest.New(t).Path(), ContainerID: cid})
 	}
-	e.mustAdd(call{conf: otherConf, netns: nstest.New(t).Path(), cid: "stale-other-net"})
+	e.host.MustAdd(plugintest.Call{Conf: otherConf, Netns: nstest.New(t).Path(), ContainerID: "stale-other-net"})
 
 	var m map[string]any
 	_ = json.Unmarshal(conf, &m)
 	m["cni.dev/valid-attachments"] = []map[string]string{{"containerID": "keep1", "ifname": "eth0"}}
 	gcConf, _ := json.Marshal(m)
-	e.mustRun(call{verb: "GC", conf: gcConf})
+	e.host.MustInvoke(plugintest.Call{Verb: "GC", Conf: gcConf})
 
 	masq, spoof := e.nftElements()
 	var left []string
 	for _, x := range masq {
 		left = append(left, x.IP.String())
 	}
-	if len(left) != 2 || !contains(left, "10.16.0.2") || !contains(left, "10.17.0.2") {
+	if len(left) != 2 || !slices.Contains(left, "10.16.0.2") || !slices.Contains(left, "10.17.0.2") {
 		t.Errorf("masquerade left for %v, want keep1's 10.16.0.2 and the other network's 10.17.0.2", left)
 	}
 	if len(spoof) != 1 || !containsSub([]string{spoof[0].Comment}, "id: keep1") {
@@ -153,10 +155,10 @@ func BenchmarkAddDel(b *testing.B) {
 			conf := e.conf("bench", subnets, bc.extra)
 			b.ResetTimer()
 			for b.Loop() {
-				if _, cerr := e.run(call{verb: "ADD", conf: conf, netns: cont.Path()}); cerr != nil {
+				if _, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: cont.Path()}); cerr != nil {
 					b.Fatal(cerr)
 				}
-				if _, cerr := e.run(call{verb: "DEL", conf: conf, netns: cont.Path()}); cerr != nil {
+				if _, cerr := e.host.Invoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: cont.Path()}); cerr != nil {
 					b.Fatal(cerr)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 func TestBadConfigs(t *testing.T) {
@@ -46,10 +47,10 @@ func TestBadConfigs(t *testing.T) {
 		{"CNI_ARGS MAC", nil, "MAC=nope", cni.CodeInvalidEnvironment, `CNI_ARGS MAC "nope"`},
 		{"mtu not a number", map[string]any{"mtu": "big"}, "", cni.CodeDecodingFailure, "mtu"},
 	}
-	before := e.hostLinks()
+	before := e.host.LinkNames()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, cerr := e.run(call{verb: "ADD", conf: e.conf("bad", nil, tc.extra), netns: cont.Path(), cniArgs: tc.cniArgs})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf("bad", nil, tc.extra), Netns: cont.Path(), CNIArgs: tc.cniArgs})
 			if cerr == nil {
 				t.Fatal("ADD succeeded")
 			}
@@ -58,7 +59,7 @@ func TestBadConfigs(t *testing.T) {
 			}
 		})
 	}
-	if after := e.hostLinks(); len(after) != len(before) {
+	if after := e.host.LinkNames(); len(after) != len(before) {
 		t.Errorf("bad configurations created links: %v -> %v", before, after)
 	}
 	if out := e.host.MustRun("nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
@@ -70,16 +71,16 @@ func TestExistingNonBridge(t *testing.T) {
 	e := newEnv(t)
 	cont := nstest.New(t)
 	e.host.MustRun("ip", "link", "add", "cni0", "type", "veth", "peer", "name", "cni0peer")
-	_, cerr := e.run(call{verb: "ADD", conf: e.conf("nonbridge", nil, nil), netns: cont.Path()})
+	_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf("nonbridge", nil, nil), Netns: cont.Path()})
 	if cerr == nil || !strings.Contains(cerr.Msg, `"cni0" already exists but is a veth link`) {
 		t.Fatalf("ADD: %v", cerr)
 	}
 	conf := []byte(`{"cniVersion":"1.1.0","name":"nonbridge","type":"bridge"}`)
-	_, cerr = e.run(call{verb: "STATUS", conf: conf})
+	_, cerr = e.host.Invoke(plugintest.Call{Verb: "STATUS", Conf: conf})
 	if cerr == nil || cerr.Code != cni.CodePluginNotAvailable {
 		t.Fatalf("STATUS: %v, want code 50", cerr)
 	}
-	_, cerr = e.run(call{verb: "STATUS", conf: []byte(`{"cniVersion":"1.1.0","name":"x","type":"bridge","bridge":"br9"}`)})
+	_, cerr = e.host.Invoke(plugintest.Call{Verb: "STATUS", Conf: []byte(`{"cniVersion":"1.1.0","name":"x","type":"bridge","bridge":"br9"}`)})
 	if cerr != nil {
 		t.Fatalf("STATUS without a bridge yet: %v", cerr)
 	}
@@ -90,7 +91,7 @@ func TestAddressConflict(t *testing.T) {
 	cont := nstest.New(t)
 	e.host.MustRun("ip", "link", "add", "cni0", "type", "bridge")
 	e.host.MustRun("ip", "addr", "add", "10.99.0.1/16", "dev", "cni0")
-	_, cerr := e.run(call{verb: "ADD", conf: e.conf("conflict", []string{"10.12.0.0/24"}, map[string]any{"isGateway": true}), netns: cont.Path()})
+	_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf("conflict", []string{"10.12.0.0/24"}, map[string]any{"isGateway": true}), Netns: cont.Path()})
 	if cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig || !strings.Contains(cerr.Msg, "already has an IP address different from 10.12.0.1/24") {
 		t.Fatalf("ADD: %v", cerr)
 	}
@@ -110,8 +111,8 @@ func TestTraffic(t *testing.T) {
 	c1, c2 := nstest.New(t), nstest.New(t)
 	outside := nstest.New(t)
 	conf := e.conf("traffic", []string{"10.13.0.0/24"}, map[string]any{"isDefaultGateway": true, "ipMasq": true})
-	r1, _ := e.mustAdd(call{conf: conf, netns: c1.Path(), cid: "c1"})
-	r2, _ := e.mustAdd(call{conf: conf, netns: c2.Path(), cid: "c2"})
+	r1, _ := e.host.MustAdd(plugintest.Call{Conf: conf, Netns: c1.Path(), ContainerID: "c1"})
+	r2, _ := e.host.MustAdd(plugintest.Call{Conf: conf, Netns: c2.Path(), ContainerID: "c2"})
 	ip1, ip2 := r1.IPs[0].Address.IP.String(), r2.IPs[0].Address.IP.String()
 	for _, p := range []struct {
 		from *nstest.NS
@@ -174,7 +175,7 @@ func TestMacSpoofDrops(t *testing.T) {
 			e := newEnv(t)
 			cont := nstest.New(t)
 			conf := e.conf("spoofnet", []string{"10.19.0.0/24"}, map[string]any{"isGateway": true, "macspoofchk": tc.spoofchk})
-			e.mustAdd(call{conf: conf, netns: cont.Path()})
+			e.host.MustAdd(plugintest.Call{Conf: conf, Netns: cont.Path()})
 			if err := cont.Ping("10.19.0.1"); err != nil {
 				t.Fatalf("with its own MAC: %v", err)
 			}

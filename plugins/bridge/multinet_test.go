@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // One container on two networks (podman run --network a,b; podman network
@@ -17,8 +18,8 @@ func TestContainerOnTwoNetworks(t *testing.T) {
 	gw := map[string]any{"isDefaultGateway": true}
 	confA := e.conf("neta", []string{"10.141.0.0/24"}, merge(gw, map[string]any{"bridge": "br-a"}))
 	confB := e.conf("netb", []string{"10.142.0.0/24"}, merge(gw, map[string]any{"bridge": "br-b"}))
-	_, outA := e.mustAdd(call{conf: confA, netns: container.Path(), ifname: "eth0"})
-	_, outB := e.mustAdd(call{conf: confB, netns: container.Path(), ifname: "eth1"})
+	_, outA := e.host.MustAdd(plugintest.Call{Conf: confA, Netns: container.Path(), IfName: "eth0"})
+	_, outB := e.host.MustAdd(plugintest.Call{Conf: confB, Netns: container.Path(), IfName: "eth1"})
 
 	routes := container.MustRun("ip", "-4", "route", "show", "default")
 	if !strings.Contains(routes, "via 10.141.0.1 dev eth0") || !strings.Contains(routes, "via 10.142.0.1 dev eth1") {
@@ -29,11 +30,11 @@ func TestContainerOnTwoNetworks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.mustRun(call{verb: "CHECK", conf: withPrevResult(t, confA, outA), netns: container.Path(), ifname: "eth0"})
-	e.mustRun(call{verb: "CHECK", conf: withPrevResult(t, confB, outB), netns: container.Path(), ifname: "eth1"})
-	e.mustRun(call{verb: "DEL", conf: withPrevResult(t, confB, outB), netns: container.Path(), ifname: "eth1"})
-	e.mustRun(call{verb: "CHECK", conf: withPrevResult(t, confA, outA), netns: container.Path(), ifname: "eth0"})
-	e.mustRun(call{verb: "DEL", conf: withPrevResult(t, confA, outA), netns: container.Path(), ifname: "eth0"})
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: plugintest.WithPrevResult(t, confA, outA), Netns: container.Path(), IfName: "eth0"})
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: plugintest.WithPrevResult(t, confB, outB), Netns: container.Path(), IfName: "eth1"})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: plugintest.WithPrevResult(t, confB, outB), Netns: container.Path(), IfName: "eth1"})
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: plugintest.WithPrevResult(t, confA, outA), Netns: container.Path(), IfName: "eth0"})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: plugintest.WithPrevResult(t, confA, outA), Netns: container.Path(), IfName: "eth0"})
 }
 
 func merge(maps ...map[string]any) map[string]any {

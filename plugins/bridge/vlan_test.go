@@ -1,12 +1,9 @@
 package bridge
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -37,7 +34,7 @@ const (
 // VLAN ID to its PVID and untagged flags.
 func portVlans(t *testing.T, e *env, name string) map[uint16]uint16 {
 	t.Helper()
-	l := e.hostLink(name)
+	l := e.host.Link(name)
 	all, err := e.host.Handle().BridgeVlanList()
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +70,7 @@ func with(m map[uint16]uint16, more map[uint16]uint16) map[uint16]uint16 {
 
 func vlanFilteringOn(t *testing.T, e *env, bridge string) bool {
 	t.Helper()
-	br, ok := e.hostLink(bridge).(*netlink.Bridge)
+	br, ok := e.host.Link(bridge).(*netlink.Bridge)
 	if !ok {
 		t.Fatalf("%s is not a bridge", bridge)
 	}
@@ -167,20 +164,20 @@ var vlanKeyCases = []keyCase{
 		name: "vlan with isGateway", subnets: []string{"10.40.8.0/24", "fd10:40:8::/64"},
 		extra: map[string]any{"vlan": 200, "isGateway": true, "preserveDefaultVlan": false},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			gw := e.hostLink("cni0.200")
+			gw := e.host.Link("cni0.200")
 			mustf(t, gw.Attrs().Flags&net.FlagUp != 0, "cni0.200 is down")
 			a := hostAddrs(t, e, gw)
-			mustf(t, len(a) == 2 && contains(a, "10.40.8.1/24") && contains(a, "fd10:40:8::1/64"), "cni0.200 addresses %v", a)
-			mustf(t, len(hostAddrs(t, e, e.hostLink("cni0"))) == 0, "the bridge itself got addresses: %v", hostAddrs(t, e, e.hostLink("cni0")))
-			mustf(t, sysctl(t, e.host, "net/ipv6/conf/cni0.200/accept_ra") == "0", "cni0.200 accepts router advertisements")
+			mustf(t, len(a) == 2 && slices.Contains(a, "10.40.8.1/24") && slices.Contains(a, "fd10:40:8::1/64"), "cni0.200 addresses %v", a)
+			mustf(t, len(hostAddrs(t, e, e.host.Link("cni0"))) == 0, "the bridge itself got addresses: %v", hostAddrs(t, e, e.host.Link("cni0")))
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/cni0.200/accept_ra") == "0", "cni0.200 accepts router advertisements")
 			peer := gatewayPeer(t, e, gw)
-			mustf(t, peer.Attrs().MasterIndex == e.hostLink("cni0").Attrs().Index, "peer %s of cni0.200 is not a port of cni0", peer.Attrs().Name)
-			mustf(t, sysctl(t, e.host, "net/ipv6/conf/"+peer.Attrs().Name+"/accept_ra") == "0", "gateway peer accepts router advertisements")
+			mustf(t, peer.Attrs().MasterIndex == e.host.Link("cni0").Attrs().Index, "peer %s of cni0.200 is not a port of cni0", peer.Attrs().Name)
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/"+peer.Attrs().Name+"/accept_ra") == "0", "gateway peer accepts router advertisements")
 			wantPortVlans(t, e, peer.Attrs().Name, map[uint16]uint16{200: pvidUntagged})
 			wantPortVlans(t, e, res.Interfaces[1].Name, map[uint16]uint16{200: pvidUntagged})
 			mustf(t, len(res.Interfaces) == 4 && res.Interfaces[3].Name == "cni0.200" && res.Interfaces[3].Mac == gw.Attrs().HardwareAddr.String(),
 				"result interfaces %+v", res.Interfaces)
-			mustf(t, sysctl(t, e.host, "net/ipv4/ip_forward") == "1", "IPv4 forwarding off")
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv4/ip_forward") == "1", "IPv4 forwarding off")
 			for _, addr := range []string{"10.40.8.1", "fd10:40:8::1"} {
 				if err := cont.Ping(addr); err != nil {
 					t.Errorf("VLAN gateway unreachable: %v", err)
@@ -199,7 +196,7 @@ var vlanKeyCases = []keyCase{
 			}
 		},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			gw := e.hostLink("cni0.201")
+			gw := e.host.Link("cni0.201")
 			peer := gatewayPeer(t, e, gw)
 			wantPortVlans(t, e, peer.Attrs().Name, map[uint16]uint16{1: untagged, 201: pvidUntagged})
 			mustf(t, gw.Attrs().MTU == 1400 && peer.Attrs().MTU == 1400, "gateway veth MTU %d/%d, want the bridge's 1400", gw.Attrs().MTU, peer.Attrs().MTU)
@@ -219,8 +216,8 @@ var vlanKeyCases = []keyCase{
 			if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cni0.202"}, PeerName: "gwpeer202"}); err != nil {
 				t.Fatal(err)
 			}
-			peer := e.hostLink("gwpeer202")
-			if err := h.LinkSetMaster(peer, e.hostLink("cni0")); err != nil {
+			peer := e.host.Link("gwpeer202")
+			if err := h.LinkSetMaster(peer, e.host.Link("cni0")); err != nil {
 				t.Fatal(err)
 			}
 			if err := h.BridgeVlanAdd(peer, 202, true, true, false, true); err != nil {
@@ -231,10 +228,10 @@ var vlanKeyCases = []keyCase{
 			}
 		},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			gw := e.hostLink("cni0.202")
+			gw := e.host.Link("cni0.202")
 			mustf(t, gw.Attrs().Flags&net.FlagUp != 0, "existing cni0.202 left down")
 			mustf(t, gatewayPeer(t, e, gw).Attrs().Name == "gwpeer202", "cni0.202 was replaced")
-			mustf(t, contains(hostAddrs(t, e, gw), "10.40.10.1/24"), "cni0.202 addresses %v", hostAddrs(t, e, gw))
+			mustf(t, slices.Contains(hostAddrs(t, e, gw), "10.40.10.1/24"), "cni0.202 addresses %v", hostAddrs(t, e, gw))
 			mustf(t, cont.Ping("10.40.10.1") == nil, "VLAN gateway unreachable")
 		},
 	},
@@ -272,7 +269,7 @@ func TestVlanKeys(t *testing.T) {
 func TestVlanTraffic(t *testing.T) {
 	e := newEnv(t)
 	requireVlanFiltering(t, e)
-	require8021q(t, e.host)
+	require8021q(t, e.host.NS)
 	onVlan := func(name string, vlan int, first, last string) []byte {
 		return e.conf(name, nil, map[string]any{"bridge": "brv", "vlan": vlan, "preserveDefaultVlan": false,
 			"ipam": map[string]any{"type": "host-local", "dataDir": e.dataDir,
@@ -280,9 +277,9 @@ func TestVlanTraffic(t *testing.T) {
 	}
 	red, blue := onVlan("red", 100, "10.41.0.10", "10.41.0.19"), onVlan("blue", 200, "10.41.0.20", "10.41.0.29")
 	r1, r2, b1 := nstest.New(t), nstest.New(t), nstest.New(t)
-	resR1, _ := e.mustAdd(call{conf: red, netns: r1.Path(), cid: "r1"})
-	resR2, _ := e.mustAdd(call{conf: red, netns: r2.Path(), cid: "r2"})
-	resB1, _ := e.mustAdd(call{conf: blue, netns: b1.Path(), cid: "b1"})
+	resR1, _ := e.host.MustAdd(plugintest.Call{Conf: red, Netns: r1.Path(), ContainerID: "r1"})
+	resR2, _ := e.host.MustAdd(plugintest.Call{Conf: red, Netns: r2.Path(), ContainerID: "r2"})
+	resB1, _ := e.host.MustAdd(plugintest.Call{Conf: blue, Netns: b1.Path(), ContainerID: "b1"})
 	ipR1, ipR2, ipB1 := resR1.IPs[0].Address.IP.String(), resR2.IPs[0].Address.IP.String(), resB1.IPs[0].Address.IP.String()
 
 	if err := r1.Ping(ipR2); err != nil {
@@ -298,8 +295,8 @@ func TestVlanTraffic(t *testing.T) {
 	// through an 802.1Q interface on its eth0, which only sees frames that
 	// arrive tagged with that VLAN.
 	trunk := nstest.New(t)
-	e.mustAdd(call{conf: e.conf("trunk", nil, map[string]any{"bridge": "brv", "preserveDefaultVlan": false,
-		"vlanTrunk": []map[string]int{{"id": 100}, {"id": 200}}}), netns: trunk.Path(), cid: "trunk"})
+	e.host.MustAdd(plugintest.Call{Conf: e.conf("trunk", nil, map[string]any{"bridge": "brv", "preserveDefaultVlan": false,
+		"vlanTrunk": []map[string]int{{"id": 100}, {"id": 200}}}), Netns: trunk.Path(), ContainerID: "trunk"})
 	const trunkIP = "10.41.0.50/24"
 	for _, step := range []struct {
 		vlan        int
@@ -408,12 +405,12 @@ func TestVlanWithoutKernelSupport(t *testing.T) {
 		return
 	}
 	cont := nstest.New(t)
-	before := e.hostLinks()
-	_, cerr := e.run(call{verb: "ADD", conf: e.conf("novlan", []string{"10.43.0.0/24"}, map[string]any{"vlan": 100}), netns: cont.Path()})
+	before := e.host.LinkNames()
+	_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf("novlan", []string{"10.43.0.0/24"}, map[string]any{"vlan": 100}), Netns: cont.Path()})
 	if cerr == nil || !strings.Contains(cerr.Msg, "CONFIG_BRIDGE_VLAN_FILTERING") {
 		t.Fatalf("ADD: %v, want an error naming CONFIG_BRIDGE_VLAN_FILTERING", cerr)
 	}
-	if after := e.hostLinks(); !slices.Equal(before, after) {
+	if after := e.host.LinkNames(); !slices.Equal(before, after) {
 		t.Errorf("failed ADD changed the host's links: %v -> %v", before, after)
 	}
 	if _, err := cont.Handle().LinkByName("eth0"); err == nil {
@@ -441,7 +438,7 @@ func TestVlanLikeReference(t *testing.T) {
 			extra := maps.Clone(tc.extra)
 			extra["cniVersion"] = "1.0.0" // the newest v1.1.1 knows
 			conf := ours.conf("vlanref", []string{"10.42.0.0/24"}, extra)
-			resOurs, _ := ours.mustAdd(call{conf: conf, netns: nstest.New(t).Path()})
+			resOurs, _ := ours.host.MustAdd(plugintest.Call{Conf: conf, Netns: nstest.New(t).Path()})
 			resRef := ref.referenceAdd(t, ref.conf("vlanref", []string{"10.42.0.0/24"}, extra), nstest.New(t).Path())
 
 			for _, e := range []*env{ours, ref} {
@@ -450,8 +447,8 @@ func TestVlanLikeReference(t *testing.T) {
 			got, want := portVlans(t, ours, resOurs.Interfaces[1].Name), portVlans(t, ref, resRef.Interfaces[1].Name)
 			mustf(t, maps.Equal(got, want), "container port VLANs: cnikit %v, reference %v", got, want)
 			if tc.gateway != "" {
-				got := portVlans(t, ours, gatewayPeer(t, ours, ours.hostLink(tc.gateway)).Attrs().Name)
-				want := portVlans(t, ref, gatewayPeer(t, ref, ref.hostLink(tc.gateway)).Attrs().Name)
+				got := portVlans(t, ours, gatewayPeer(t, ours, ours.host.Link(tc.gateway)).Attrs().Name)
+				want := portVlans(t, ref, gatewayPeer(t, ref, ref.host.Link(tc.gateway)).Attrs().Name)
 				mustf(t, maps.Equal(got, want), "gateway port VLANs: cnikit %v, reference %v", got, want)
 			}
 		})
@@ -462,23 +459,11 @@ func TestVlanLikeReference(t *testing.T) {
 // namespace, with the reference host-local as its IPAM.
 func (e *env) referenceAdd(t *testing.T, conf []byte, netns string) *cni.Result {
 	t.Helper()
-	var out, stderr bytes.Buffer
-	var runErr error
-	e.host.Do(func() error {
-		// A child forked from this locked thread inherits its namespace.
-		cmd := exec.Command(filepath.Join(plugintest.ReferenceDir, "bridge"))
-		cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=ref1", "CNI_NETNS=" + netns, "CNI_IFNAME=eth0",
-			"CNI_PATH=" + plugintest.ReferenceDir, "PATH=" + os.Getenv("PATH")}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(conf), &out, &stderr
-		runErr = cmd.Run()
-		return nil
-	})
-	if runErr != nil {
-		t.Fatalf("reference bridge ADD: %v\n%s%s", runErr, out.String(), stderr.String())
-	}
-	res, err := cni.ParseResult(out.Bytes(), "1.0.0")
+	out := e.host.MustExec(filepath.Join(plugintest.ReferenceDir, "bridge"),
+		plugintest.Call{Verb: "ADD", ContainerID: "ref1", Netns: netns, Conf: conf})
+	res, err := cni.ParseResult(out, "1.0.0")
 	if err != nil {
-		t.Fatalf("parsing the reference result %s: %v", out.String(), err)
+		t.Fatalf("parsing the reference result %s: %v", out, err)
 	}
 	return res
 }
