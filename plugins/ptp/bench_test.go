@@ -2,32 +2,13 @@ package ptp
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/static"
 )
-
-// inProcessPath returns a CNI_PATH whose IPAM plugins are links to the test
-// binary itself, so that skel.Delegate runs them in-process, as it does in
-// the cnikit binary: the benchmarks measure ptp and IPAM, not process starts.
-func inProcessPath(b *testing.B) string {
-	b.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	for _, name := range []string{"host-local", "static"} {
-		if err := os.Symlink(self, filepath.Join(dir, name)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // benchCase is a network to measure, next to a number of existing
 // attachments of the same network.
@@ -53,14 +34,16 @@ var benchCases = []benchCase{
 // namespace.
 func (bc benchCase) setup(b *testing.B) (*env, []byte, *nstest.NS) {
 	e := newEnv(b)
-	e.path = inProcessPath(b)
+	// IPAM in-process, as in the cnikit binary: the benchmarks measure ptp
+	// and IPAM, not process starts.
+	e.host.Defaults.Path = plugintest.InProcessPath(b, "host-local", "static")
 	c := netConf(b, "bench", bc.ipam(e), bc.extra)
 	others := nstest.New(b)
 	for i := range bc.existing {
 		addr := fmt.Sprintf("10.45.%d.%d/32", i/250, i%250+2)
 		gw := fmt.Sprintf("10.46.%d.%d", i/250, i%250+2)
 		existing := netConf(b, "bench", staticIPAM([2]string{addr, gw}), bc.extra)
-		e.mustAdd(call{conf: existing, netns: others.Path(), cid: fmt.Sprintf("existing%d", i), ifname: fmt.Sprintf("e%d", i)})
+		e.host.MustAdd(plugintest.Call{Conf: existing, Netns: others.Path(), ContainerID: fmt.Sprintf("existing%d", i), IfName: fmt.Sprintf("e%d", i)})
 	}
 	return e, c, nstest.New(b)
 }
@@ -71,18 +54,7 @@ func BenchmarkAdd(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			e, c, cont := bc.setup(b)
-			b.ResetTimer()
-			for range b.N {
-				out, cerr := e.run(call{verb: "ADD", conf: c, netns: cont.Path()})
-				if cerr != nil {
-					b.Fatal(cerr)
-				}
-				b.StopTimer()
-				if _, cerr := e.run(call{verb: "DEL", conf: withPrevResult(b, c, out), netns: cont.Path()}); cerr != nil {
-					b.Fatal(cerr)
-				}
-				b.StartTimer()
-			}
+			e.host.BenchmarkAdd(b, plugintest.Call{Conf: c, Netns: cont.Path()})
 		})
 	}
 }
@@ -94,19 +66,7 @@ func BenchmarkDel(b *testing.B) {
 	for _, bc := range benchCases {
 		b.Run(bc.name, func(b *testing.B) {
 			e, c, cont := bc.setup(b)
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				out, cerr := e.run(call{verb: "ADD", conf: c, netns: cont.Path()})
-				if cerr != nil {
-					b.Fatal(cerr)
-				}
-				conf := withPrevResult(b, c, out)
-				b.StartTimer()
-				if _, cerr := e.run(call{verb: "DEL", conf: conf, netns: cont.Path()}); cerr != nil {
-					b.Fatal(cerr)
-				}
-			}
+			e.host.BenchmarkDel(b, plugintest.Call{Conf: c, Netns: cont.Path()})
 		})
 	}
 }

@@ -3,6 +3,7 @@ package ptp
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cnikit/cnikit/cni"
@@ -24,18 +25,21 @@ func TestBinary(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cont := nstest.New(t)
 			c := netConf(t, "binnet", tc.ipam, map[string]any{"ipMasq": true})
-			bin := filepath.Join(e.path, "ptp")
-			out := e.exec(t, bin, e.path, "ADD", c, cont.Path())
+			bin := filepath.Join(e.host.Defaults.Path, "ptp")
+			exec := func(verb string, conf []byte) []byte {
+				return e.host.MustExec(bin, plugintest.Call{Verb: verb, Conf: conf, Netns: cont.Path()})
+			}
+			out := exec("ADD", c)
 			res, err := cni.ParseResult(out, "1.1.0")
 			if err != nil {
 				t.Fatalf("result %s: %v", out, err)
 			}
 			verifyAttachment(t, e, res, cont)
-			withPrev := withPrevResult(t, c, out)
-			e.exec(t, bin, e.path, "CHECK", withPrev, cont.Path())
-			e.exec(t, bin, e.path, "DEL", withPrev, cont.Path())
-			e.exec(t, bin, e.path, "DEL", withPrev, cont.Path())
-			mustf(t, !contains(e.hostLinks(), res.Interfaces[0].Name), "host end left")
+			withPrev := plugintest.WithPrevResult(t, c, out)
+			exec("CHECK", withPrev)
+			exec("DEL", withPrev)
+			exec("DEL", withPrev)
+			mustf(t, !slices.Contains(e.host.LinkNames(), res.Interfaces[0].Name), "host end left")
 			mustf(t, len(e.masqueraded()) == 0, "masquerade left: %v", e.masqueraded())
 		})
 	}
@@ -58,15 +62,18 @@ func TestReferencePtpWithCnikitIPAM(t *testing.T) {
 			cont := nstest.New(t)
 			c := bytes.Replace(netConf(t, "refipam", tc.ipam, nil), []byte(`"1.1.0"`), []byte(`"1.0.0"`), 1)
 			bin := filepath.Join(plugintest.ReferenceDir, "ptp")
-			out := e.exec(t, bin, e.path, "ADD", c, cont.Path())
+			exec := func(verb string, conf []byte) []byte {
+				return e.host.MustExec(bin, plugintest.Call{Verb: verb, Conf: conf, Netns: cont.Path(), Path: e.host.Defaults.Path})
+			}
+			out := exec("ADD", c)
 			res, err := cni.ParseResult(out, "1.0.0")
 			if err != nil || len(res.IPs) != 1 {
 				t.Fatalf("result %s: %v", out, err)
 			}
 			mustf(t, e.host.Ping(res.IPs[0].Address.IP.String()) == nil, "container unreachable")
-			withPrev := withPrevResult(t, c, out)
-			e.exec(t, bin, e.path, "CHECK", withPrev, cont.Path())
-			e.exec(t, bin, e.path, "DEL", withPrev, cont.Path())
+			withPrev := plugintest.WithPrevResult(t, c, out)
+			exec("CHECK", withPrev)
+			exec("DEL", withPrev)
 			_, err = cont.Handle().LinkByName("eth0")
 			mustf(t, err != nil, "container interface left")
 		})

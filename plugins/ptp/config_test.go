@@ -8,6 +8,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 func TestBadConfigs(t *testing.T) {
@@ -33,14 +34,14 @@ func TestBadConfigs(t *testing.T) {
 		{"not JSON", []byte(`{"cniVersion":"1.1.0","name":"bad","type":"ptp",`), "", cni.CodeDecodingFailure, "unmarshal"},
 		{"netns missing", netConf(t, "bad", ipam, nil), "/nonexistent/netns", cni.CodeUnknownContainer, `network namespace "/nonexistent/netns" does not exist`},
 	}
-	before := e.hostLinks()
+	before := e.host.LinkNames()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			netns := tc.netns
 			if netns == "" {
 				netns = cont.Path()
 			}
-			_, cerr := e.run(call{verb: "ADD", conf: tc.conf, netns: netns})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: tc.conf, Netns: netns})
 			if cerr == nil {
 				t.Fatal("ADD succeeded")
 			}
@@ -49,7 +50,7 @@ func TestBadConfigs(t *testing.T) {
 			}
 		})
 	}
-	if after := e.hostLinks(); len(after) != len(before) {
+	if after := e.host.LinkNames(); len(after) != len(before) {
 		t.Errorf("bad configurations created links: %v -> %v", before, after)
 	}
 	if out := e.host.MustRun("nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
@@ -69,7 +70,7 @@ func TestVersions(t *testing.T) {
 			_ = json.Unmarshal(netConf(t, "vnet", ipam, nil), &m)
 			m["cniVersion"] = version
 			c, _ := json.Marshal(m)
-			out, cerr := e.run(call{verb: "ADD", conf: c, netns: cont.Path()})
+			out, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: c, Netns: cont.Path()})
 			if cerr != nil {
 				t.Fatalf("ADD: %v", cerr)
 			}
@@ -77,11 +78,11 @@ func TestVersions(t *testing.T) {
 			if err != nil || res.CNIVersion != version || len(res.IPs) != 1 {
 				t.Fatalf("result %s: %v", out, err)
 			}
-			withPrev := withPrevResult(t, c, out)
+			withPrev := plugintest.WithPrevResult(t, c, out)
 			if cni.SupportsCheck(version) {
-				e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+				e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			}
-			e.mustRun(call{verb: "DEL", conf: withPrev, netns: cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: cont.Path()})
 			_, err = cont.Handle().LinkByName("eth0")
 			mustf(t, err != nil, "container interface left")
 		})
@@ -128,11 +129,11 @@ func TestCheckDetectsDamage(t *testing.T) {
 			ipam := e.hostLocal("10.32.0.0/24")
 			ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}}
 			c := netConf(t, "checknet", ipam, map[string]any{"ipMasq": true})
-			res, raw := e.mustAdd(call{conf: c, netns: cont.Path()})
-			withPrev := withPrevResult(t, c, raw)
-			e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+			res, raw := e.host.MustAdd(plugintest.Call{Conf: c, Netns: cont.Path()})
+			withPrev := plugintest.WithPrevResult(t, c, raw)
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			tc.damage(t, e, res, cont)
-			_, cerr := e.run(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			if cerr == nil || !strings.Contains(cerr.Msg, tc.msg) {
 				t.Errorf("CHECK after damage: %v, want an error containing %q", cerr, tc.msg)
 			}
@@ -142,8 +143,8 @@ func TestCheckDetectsDamage(t *testing.T) {
 		e := newEnv(t)
 		cont := nstest.New(t)
 		c := netConf(t, "checknet", e.hostLocal("10.32.1.0/24"), nil)
-		e.mustAdd(call{conf: c, netns: cont.Path()})
-		_, cerr := e.run(call{verb: "CHECK", conf: c, netns: cont.Path()})
+		e.host.MustAdd(plugintest.Call{Conf: c, Netns: cont.Path()})
+		_, cerr := e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: c, Netns: cont.Path()})
 		if cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig || !strings.Contains(cerr.Msg, "prevResult is required") {
 			t.Errorf("CHECK: %v", cerr)
 		}

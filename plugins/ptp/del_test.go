@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 	"github.com/cnikit/cnikit/netns"
 )
 
@@ -21,35 +23,35 @@ func TestDelCleansUp(t *testing.T) {
 		del func(t *testing.T, e *env, nsPath string, withPrev, bare []byte)
 	}{
 		{"with prevResult", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: withPrev, netns: nsPath})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: nsPath})
 		}},
 		{"without prevResult", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: bare, netns: nsPath})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: nsPath})
 		}},
 		{"empty CNI_NETNS", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: withPrev, netns: ""})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: ""})
 		}},
 		{"empty CNI_NETNS, without prevResult", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
-			e.mustRun(call{verb: "DEL", conf: bare, netns: ""})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: ""})
 		}},
 		{"netns gone", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
 			if err := netns.RemoveAt(nsPath); err != nil {
 				t.Fatal(err)
 			}
-			e.mustRun(call{verb: "DEL", conf: bare, netns: nsPath})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: nsPath})
 		}},
 		{"interface gone", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
 			if err := netns.DoPath(nsPath, func() error { return runIP("link", "del", "eth0") }); err != nil {
 				t.Fatal(err)
 			}
-			e.mustRun(call{verb: "DEL", conf: bare, netns: nsPath})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: bare, Netns: nsPath})
 		}},
 		{"host end gone, with prevResult", func(t *testing.T, e *env, nsPath string, withPrev, bare []byte) {
 			var m map[string]any
 			_ = json.Unmarshal(withPrev, &m)
 			host := m["prevResult"].(map[string]any)["interfaces"].([]any)[0].(map[string]any)["name"].(string)
 			e.host.MustRun("ip", "link", "del", host)
-			e.mustRun(call{verb: "DEL", conf: withPrev, netns: nsPath})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: nsPath})
 		}},
 	}
 	for _, tc := range cases {
@@ -61,18 +63,18 @@ func TestDelCleansUp(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = netns.RemoveAt(nsPath) })
 			bare := netConf(t, "delnet", e.hostLocal("10.23.0.0/24", "fd23::/64"), map[string]any{"ipMasq": true})
-			res, raw := e.mustAdd(call{conf: bare, netns: nsPath})
+			res, raw := e.host.MustAdd(plugintest.Call{Conf: bare, Netns: nsPath})
 			hostName := res.Interfaces[0].Name
 			if len(e.masqueraded()) != 2 {
 				t.Fatalf("after ADD: masqueraded %v", e.masqueraded())
 			}
-			withPrev := withPrevResult(t, bare, raw)
+			withPrev := plugintest.WithPrevResult(t, bare, raw)
 			tc.del(t, e, nsPath, withPrev, bare)
 			for i := range 2 {
 				if i == 1 {
-					e.mustRun(call{verb: "DEL", conf: withPrev, netns: nsPath})
+					e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: nsPath})
 				}
-				mustf(t, !contains(e.hostLinks(), hostName), "DEL %d: host end %s left", i+1, hostName)
+				mustf(t, !slices.Contains(e.host.LinkNames(), hostName), "DEL %d: host end %s left", i+1, hostName)
 				for _, r := range e.hostRoutes() {
 					mustf(t, !strings.HasPrefix(r, "10.23.0.2/32") && !strings.HasPrefix(r, "fd23::2/128"), "DEL %d: host route %s left", i+1, r)
 				}
@@ -115,8 +117,8 @@ func TestDelOfReferenceAttachment(t *testing.T) {
 			if tc.withNetns {
 				nsPath = cont.Path()
 			}
-			e.mustRun(call{verb: "DEL", conf: withPrevResult(t, c, raw), netns: nsPath})
-			mustf(t, !contains(e.hostLinks(), hostName), "host end %s left", hostName)
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: plugintest.WithPrevResult(t, c, raw), Netns: nsPath})
+			mustf(t, !slices.Contains(e.host.LinkNames(), hostName), "host end %s left", hostName)
 			_, err = cont.Handle().LinkByName("eth0")
 			mustf(t, err != nil, "container interface left")
 			_, err = os.Stat(filepath.Join(e.dataDir, "refnet", "10.24.0.2"))
@@ -158,15 +160,15 @@ func TestFailedAddCleansUp(t *testing.T) {
 			if tc.before != nil {
 				tc.before(t, cont)
 			}
-			before := e.hostLinks()
-			_, cerr := e.run(call{verb: "ADD", conf: netConf(t, "failnet", tc.ipam(e), map[string]any{"ipMasq": true}), netns: cont.Path()})
+			before := e.host.LinkNames()
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: netConf(t, "failnet", tc.ipam(e), map[string]any{"ipMasq": true}), Netns: cont.Path()})
 			if cerr == nil {
 				t.Fatal("ADD succeeded")
 			}
 			if cerr.Code != tc.code || !strings.Contains(cerr.Msg, tc.msg) {
 				t.Errorf("got code %d %q, want code %d containing %q", cerr.Code, cerr.Msg, tc.code, tc.msg)
 			}
-			mustf(t, len(e.hostLinks()) == len(before), "host links %v, before %v", e.hostLinks(), before)
+			mustf(t, len(e.host.LinkNames()) == len(before), "host links %v, before %v", e.host.LinkNames(), before)
 			mustf(t, len(e.masqueraded()) == 0, "masquerade left: %v", e.masqueraded())
 			entries, _ := os.ReadDir(filepath.Join(e.dataDir, "failnet"))
 			for _, en := range entries {
@@ -187,9 +189,9 @@ func TestAddReplacesLeakedHostEnd(t *testing.T) {
 	e := newEnv(t)
 	old, cont := nstest.New(t), nstest.New(t)
 	c := netConf(t, "leaknet", staticIPAM([2]string{"10.26.0.5/24", "10.26.0.1"}), nil)
-	first, _ := e.mustAdd(call{conf: c, netns: old.Path()})
-	second, _ := e.mustAdd(call{conf: c, netns: cont.Path()})
-	mustf(t, !contains(e.hostLinks(), first.Interfaces[0].Name), "leaked host end %s still there", first.Interfaces[0].Name)
+	first, _ := e.host.MustAdd(plugintest.Call{Conf: c, Netns: old.Path()})
+	second, _ := e.host.MustAdd(plugintest.Call{Conf: c, Netns: cont.Path()})
+	mustf(t, !slices.Contains(e.host.LinkNames(), first.Interfaces[0].Name), "leaked host end %s still there", first.Interfaces[0].Name)
 	_, err := old.Handle().LinkByName("eth0")
 	mustf(t, err != nil, "the leaked container end is still there")
 	mustf(t, hostEndOf(t, e, "leaknet", "ctr1").Attrs().Name == second.Interfaces[0].Name, "the name is not on the new host end")
@@ -205,25 +207,25 @@ func TestGC(t *testing.T) {
 	other := netConf(t, "othernet", e.hostLocal("10.28.0.0/24"), map[string]any{"ipMasq": true})
 	hosts := map[string]string{}
 	for _, cid := range []string{"keep1", "stale1", "stale2"} {
-		res, _ := e.mustAdd(call{conf: c, netns: nstest.New(t).Path(), cid: cid})
+		res, _ := e.host.MustAdd(plugintest.Call{Conf: c, Netns: nstest.New(t).Path(), ContainerID: cid})
 		hosts[cid] = res.Interfaces[0].Name
 	}
-	otherRes, _ := e.mustAdd(call{conf: other, netns: nstest.New(t).Path(), cid: "stale-other-net"})
+	otherRes, _ := e.host.MustAdd(plugintest.Call{Conf: other, Netns: nstest.New(t).Path(), ContainerID: "stale-other-net"})
 
 	var m map[string]any
 	_ = json.Unmarshal(c, &m)
 	m["cni.dev/valid-attachments"] = []map[string]string{{"containerID": "keep1", "ifname": "eth0"}}
 	gcConf, _ := json.Marshal(m)
-	e.mustRun(call{verb: "GC", conf: gcConf})
+	e.host.MustInvoke(plugintest.Call{Verb: "GC", Conf: gcConf})
 
 	left := e.masqueraded()
-	mustf(t, len(left) == 2 && contains(left, "10.27.0.2") && contains(left, "10.28.0.2"),
+	mustf(t, len(left) == 2 && slices.Contains(left, "10.27.0.2") && slices.Contains(left, "10.28.0.2"),
 		"masquerade left for %v, want keep1's 10.27.0.2 and the other network's 10.28.0.2", left)
-	links := e.hostLinks()
+	links := e.host.LinkNames()
 	for cid, name := range hosts {
-		mustf(t, contains(links, name) == (cid == "keep1"), "host end of %s present: %v", cid, contains(links, name))
+		mustf(t, slices.Contains(links, name) == (cid == "keep1"), "host end of %s present: %v", cid, slices.Contains(links, name))
 	}
-	mustf(t, contains(links, otherRes.Interfaces[0].Name), "the other network's host end is gone")
+	mustf(t, slices.Contains(links, otherRes.Interfaces[0].Name), "the other network's host end is gone")
 	for ip, reserved := range map[string]bool{"10.27.0.2": true, "10.27.0.3": false, "10.27.0.4": false} {
 		_, err := os.Stat(filepath.Join(e.dataDir, "gcnet", ip))
 		mustf(t, (err == nil) == reserved, "address %s: reserved %v, want %v", ip, err == nil, reserved)
@@ -243,7 +245,7 @@ func TestStatus(t *testing.T) {
 		{"IPAM plugin missing", map[string]any{"type": "no-such-ipam"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, cerr := e.run(call{verb: "STATUS", conf: netConf(t, "statusnet", tc.ipam, nil)})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "STATUS", Conf: netConf(t, "statusnet", tc.ipam, nil)})
 			if (cerr == nil) != tc.ok {
 				t.Errorf("STATUS: %v, want success %v", cerr, tc.ok)
 			}

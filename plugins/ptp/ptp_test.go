@@ -14,6 +14,7 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // keyCase is one configuration exercised through ADD, CHECK, DEL, DEL.
@@ -42,16 +43,16 @@ func verifyAttachment(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 	mustf(t, host.Type() == "veth" && strings.HasPrefix(hostName, "veth"), "host end %s is a %s", hostName, host.Type())
 	mustf(t, host.Attrs().HardwareAddr.String() == res.Interfaces[0].Mac, "host end MAC %s, result %s", host.Attrs().HardwareAddr, res.Interfaces[0].Mac)
 	mustf(t, len(host.Attrs().AltNames) == 1 && strings.HasPrefix(host.Attrs().AltNames[0], altNamePrefix), "host end altnames %v", host.Attrs().AltNames)
-	mustf(t, sysctl(t, e.host, "net/ipv6/conf/"+hostName+"/accept_ra") == "0", "host end accepts router advertisements")
-	mustf(t, sysctl(t, e.host, "net/ipv6/conf/"+hostName+"/accept_dad") == "0", "host end does DAD")
-	mustf(t, sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "0", "container DAD on")
+	mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/"+hostName+"/accept_ra") == "0", "host end accepts router advertisements")
+	mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/"+hostName+"/accept_dad") == "0", "host end does DAD")
+	mustf(t, plugintest.Sysctl(t, cont, "net/ipv6/conf/eth0/accept_dad") == "0", "container DAD on")
 
 	hostAddrs := map[string]int{}
-	for _, a := range addrsOf(t, e.host, hostName) {
+	for _, a := range plugintest.GlobalAddrs(t, e.host.NS, hostName) {
 		hostAddrs[a.IPNet.String()] = a.Flags
 	}
 	contAddrs := map[string]int{}
-	for _, a := range addrsOf(t, cont, "eth0") {
+	for _, a := range plugintest.GlobalAddrs(t, cont, "eth0") {
 		contAddrs[a.IPNet.String()] = a.Flags
 	}
 	contRoutes := routesOf(t, cont, "eth0")
@@ -70,7 +71,7 @@ func verifyAttachment(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 		mustf(t, flags&unix.IFA_F_TENTATIVE == 0, "container address %s is tentative", cidr)
 		gwFlags, ok := hostAddrs[gw+bits]
 		mustf(t, ok && gwFlags&unix.IFA_F_TENTATIVE == 0, "host end gateway %s%s: present %v, flags %#x (all %v)", gw, bits, ok, gwFlags, hostAddrs)
-		mustf(t, contains(hostRoutes, addr+bits+" "+hostName), "host routes %v lack %s%s via %s", hostRoutes, addr, bits, hostName)
+		mustf(t, slices.Contains(hostRoutes, addr+bits+" "+hostName), "host routes %v lack %s%s via %s", hostRoutes, addr, bits, hostName)
 		gwRoute := gw + bits + " src " + addr
 		if family == "4" {
 			gwRoute += " scope link"
@@ -78,12 +79,12 @@ func verifyAttachment(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 		subnet := ip.Address.IP.Mask(ip.Address.Mask).String()
 		ones, _ := ip.Address.Mask.Size()
 		subnetRoute := subnet + "/" + strconv.Itoa(ones) + " via " + gw + " src " + addr
-		mustf(t, contains(contRoutes, gwRoute) && contains(contRoutes, subnetRoute), "container routes %v lack %q or %q", contRoutes, gwRoute, subnetRoute)
-		mustf(t, !contains(contRoutes, subnet+"/"+strconv.Itoa(ones)), "container has the kernel's prefix route to %s: %v", subnet, contRoutes)
+		mustf(t, slices.Contains(contRoutes, gwRoute) && slices.Contains(contRoutes, subnetRoute), "container routes %v lack %q or %q", contRoutes, gwRoute, subnetRoute)
+		mustf(t, !slices.Contains(contRoutes, subnet+"/"+strconv.Itoa(ones)), "container has the kernel's prefix route to %s: %v", subnet, contRoutes)
 		if family == "4" {
-			mustf(t, sysctl(t, e.host, "net/ipv4/ip_forward") == "1", "IPv4 forwarding off")
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv4/ip_forward") == "1", "IPv4 forwarding off")
 		} else {
-			mustf(t, sysctl(t, e.host, "net/ipv6/conf/all/forwarding") == "1", "IPv6 forwarding off")
+			mustf(t, plugintest.Sysctl(t, e.host.NS, "net/ipv6/conf/all/forwarding") == "1", "IPv6 forwarding off")
 		}
 		mustf(t, cont.Ping(gw) == nil, "container cannot reach its gateway %s", gw)
 		mustf(t, e.host.Ping(addr) == nil, "host cannot reach the container at %s", addr)
@@ -109,7 +110,7 @@ var keyCases = []keyCase{
 		},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 			routes := routesOf(t, cont, "eth0")
-			mustf(t, contains(routes, "default via 10.20.2.1") && contains(routes, "10.99.0.0/16 via 10.20.2.1"), "container routes %v", routes)
+			mustf(t, slices.Contains(routes, "default via 10.20.2.1") && slices.Contains(routes, "10.99.0.0/16 via 10.20.2.1"), "container routes %v", routes)
 			mustf(t, len(res.Routes) == 2 && res.Routes[0].GW == nil, "result routes %+v (IPAM's, as given)", res.Routes)
 		},
 	},
@@ -141,7 +142,7 @@ var keyCases = []keyCase{
 		extra: map[string]any{"ipMasq": true, "ipMasqBackend": "nftables"},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 			got := e.masqueraded()
-			mustf(t, len(got) == 2 && contains(got, "10.20.6.2") && contains(got, "fd20:6::2"), "masqueraded %v", got)
+			mustf(t, len(got) == 2 && slices.Contains(got, "10.20.6.2") && slices.Contains(got, "fd20:6::2"), "masqueraded %v", got)
 		},
 	},
 	{
@@ -170,7 +171,7 @@ var keyCases = []keyCase{
 		reserved: []string{"fd20:9::2"},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 			mustf(t, len(res.IPs) == 1 && res.IPs[0].Address.String() == "fd20:9::2/64", "IPs %+v", res.IPs)
-			mustf(t, contains(routesOf(t, cont, "eth0"), "default via fd20:9::1"), "routes %v", routesOf(t, cont, "eth0"))
+			mustf(t, slices.Contains(routesOf(t, cont, "eth0"), "default via fd20:9::1"), "routes %v", routesOf(t, cont, "eth0"))
 		},
 	},
 	{
@@ -184,7 +185,7 @@ var keyCases = []keyCase{
 	{
 		name: "two IPv4 subnets", ipam: func(e *env) map[string]any { return e.hostLocal("10.20.11.0/24", "10.20.12.0/24") },
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
-			mustf(t, len(res.IPs) == 2 && len(addrsOf(t, e.host, res.Interfaces[0].Name)) == 2, "IPs %+v", res.IPs)
+			mustf(t, len(res.IPs) == 2 && len(plugintest.GlobalAddrs(t, e.host.NS, res.Interfaces[0].Name)) == 2, "IPs %+v", res.IPs)
 		},
 	},
 	{
@@ -195,7 +196,7 @@ var keyCases = []keyCase{
 		},
 		verify: func(t *testing.T, e *env, res *cni.Result, cont *nstest.NS) {
 			routes := routesOf(t, cont, "eth0")
-			mustf(t, contains(routes, "default via 10.20.13.1") && contains(routes, "default via fd20:13::1"), "routes %v", routes)
+			mustf(t, slices.Contains(routes, "default via 10.20.13.1") && slices.Contains(routes, "default via fd20:13::1"), "routes %v", routes)
 		},
 	},
 	{
@@ -218,20 +219,20 @@ func TestKeys(t *testing.T) {
 			cont := nstest.New(t)
 			network := "net-" + strings.NewReplacer(" ", "-", ",", "", "/", "").Replace(tc.name)
 			c := netConf(t, network, tc.ipam(e), tc.extra)
-			res, raw := e.mustAdd(call{conf: c, netns: cont.Path()})
+			res, raw := e.host.MustAdd(plugintest.Call{Conf: c, Netns: cont.Path()})
 			verifyAttachment(t, e, res, cont)
 			if tc.verify != nil {
 				tc.verify(t, e, res, cont)
 			}
 			hostName := res.Interfaces[0].Name
 
-			withPrev := withPrevResult(t, c, raw)
-			e.mustRun(call{verb: "CHECK", conf: withPrev, netns: cont.Path()})
+			withPrev := plugintest.WithPrevResult(t, c, raw)
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withPrev, Netns: cont.Path()})
 			for i := range 2 {
-				e.mustRun(call{verb: "DEL", conf: withPrev, netns: cont.Path()})
+				e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withPrev, Netns: cont.Path()})
 				_, err := cont.Handle().LinkByName("eth0")
 				mustf(t, err != nil, "DEL %d: container interface still there", i+1)
-				mustf(t, !contains(e.hostLinks(), hostName), "DEL %d: host end %s still there", i+1, hostName)
+				mustf(t, !slices.Contains(e.host.LinkNames(), hostName), "DEL %d: host end %s still there", i+1, hostName)
 				for _, r := range e.hostRoutes() {
 					mustf(t, !strings.HasSuffix(r, " "+hostName), "DEL %d: host route %s left", i+1, r)
 				}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // connectOutside gives the host an uplink to an "outside" namespace
@@ -71,8 +72,8 @@ func TestTraffic(t *testing.T) {
 	ipam := e.hostLocal("10.21.0.0/24", "fd21::/64")
 	ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
 	c := netConf(t, "traffic", ipam, map[string]any{"ipMasq": true})
-	r1, _ := e.mustAdd(call{conf: c, netns: c1.Path(), cid: "c1"})
-	r2, _ := e.mustAdd(call{conf: c, netns: c2.Path(), cid: "c2"})
+	r1, _ := e.host.MustAdd(plugintest.Call{Conf: c, Netns: c1.Path(), ContainerID: "c1"})
+	r2, _ := e.host.MustAdd(plugintest.Call{Conf: c, Netns: c2.Path(), ContainerID: "c2"})
 	for _, p := range []struct {
 		name string
 		from *nstest.NS
@@ -82,8 +83,8 @@ func TestTraffic(t *testing.T) {
 		{"c1 to c2 (IPv6)", c1, r2.IPs[1].Address.IP},
 		{"c2 to c1 (IPv4)", c2, r1.IPs[0].Address.IP},
 		{"c2 to c1 (IPv6)", c2, r1.IPs[1].Address.IP},
-		{"host to c1", e.host, r1.IPs[0].Address.IP},
-		{"host to c2 (IPv6)", e.host, r2.IPs[1].Address.IP},
+		{"host to c1", e.host.NS, r1.IPs[0].Address.IP},
+		{"host to c2 (IPv6)", e.host.NS, r2.IPs[1].Address.IP},
 	} {
 		if err := p.from.Ping(p.to.String()); err != nil {
 			t.Errorf("%s: %v", p.name, err)
@@ -117,7 +118,7 @@ func TestNoMasqueradeWithoutIPMasq(t *testing.T) {
 	cont := nstest.New(t)
 	ipam := e.hostLocal("10.22.0.0/24")
 	ipam["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}}
-	res, _ := e.mustAdd(call{conf: netConf(t, "nomasq", ipam, nil), netns: cont.Path()})
+	res, _ := e.host.MustAdd(plugintest.Call{Conf: netConf(t, "nomasq", ipam, nil), Netns: cont.Path()})
 	outside := connectOutside(t, e)
 	outside.MustRun("ip", "route", "add", "10.22.0.0/24", "via", "198.51.100.1")
 	peer := peerAddress(t, outside, "tcp4", "198.51.100.2:8080")
@@ -142,7 +143,7 @@ func TestConcurrentAdds(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			out, cerr := e.run(call{verb: "ADD", conf: c, netns: conts[i].Path(), cid: fmt.Sprintf("c%d", i)})
+			out, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: c, Netns: conts[i].Path(), ContainerID: fmt.Sprintf("c%d", i)})
 			results[i] = out
 			if cerr != nil {
 				errs <- cerr
@@ -169,10 +170,10 @@ func TestConcurrentAdds(t *testing.T) {
 		mustf(t, e.host.Ping(res.IPs[0].Address.IP.String()) == nil, "container %d unreachable", i)
 	}
 	mustf(t, len(e.masqueraded()) == 2*n, "masqueraded %d addresses, want %d", len(e.masqueraded()), 2*n)
-	before := len(e.hostLinks())
+	before := len(e.host.LinkNames())
 	for i := range n {
 		go func() {
-			_, cerr := e.run(call{verb: "DEL", conf: withPrevResult(t, c, results[i]), netns: conts[i].Path(), cid: fmt.Sprintf("c%d", i)})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "DEL", Conf: plugintest.WithPrevResult(t, c, results[i]), Netns: conts[i].Path(), ContainerID: fmt.Sprintf("c%d", i)})
 			if cerr != nil {
 				errs <- cerr
 				return
@@ -185,6 +186,6 @@ func TestConcurrentAdds(t *testing.T) {
 			t.Errorf("DEL: %v", err)
 		}
 	}
-	mustf(t, len(e.hostLinks()) == before-n, "host links %v", e.hostLinks())
+	mustf(t, len(e.host.LinkNames()) == before-n, "host links %v", e.host.LinkNames())
 	mustf(t, len(e.masqueraded()) == 0, "masquerade left: %v", e.masqueraded())
 }
