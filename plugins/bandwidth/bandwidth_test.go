@@ -10,6 +10,7 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 func mustTBF(t testing.TB, rate, burst uint64) link.TBF {
@@ -23,7 +24,7 @@ func mustTBF(t testing.TB, rate, burst uint64) link.TBF {
 
 // rootTBF reads a host link's root TBF.
 func (e *env) rootTBF(name string) (link.TBF, error) {
-	index := e.hostLink(name).Attrs().Index
+	index := e.host.Link(name).Attrs().Index
 	var tbf link.TBF
 	var err error
 	e.host.Do(func() error { tbf, err = link.RootTBF(index); return nil })
@@ -34,14 +35,14 @@ func (e *env) rootTBF(name string) (link.TBF, error) {
 func TestAddCheckDel(t *testing.T) {
 	e := newEnv(t)
 	conf := e.conf("bwnet", map[string]any{"ingressRate": 16_000_000, "ingressBurst": 1_000_000, "egressRate": 8_000_000, "egressBurst": 800_000})
-	out := e.mustRun(call{verb: "ADD", conf: conf})
+	out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
 	ifb := ifbName("bwnet", "ctr1")
 
 	res, err := cni.ParseResult(out, "1.1.0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Interfaces) != 3 || res.Interfaces[2].Name != ifb || res.Interfaces[2].Mac != e.hostLink(ifb).Attrs().HardwareAddr.String() {
+	if len(res.Interfaces) != 3 || res.Interfaces[2].Name != ifb || res.Interfaces[2].Mac != e.host.Link(ifb).Attrs().HardwareAddr.String() {
 		t.Errorf("result interfaces: %s", out)
 	}
 	if len(res.IPs) != 1 || res.Interfaces[0].Name != "vethhost" {
@@ -53,25 +54,25 @@ func TestAddCheckDel(t *testing.T) {
 	if got, err := e.rootTBF(ifb); err != nil || got != mustTBF(t, 8_000_000, 800_000) {
 		t.Errorf("ifb TBF %+v, %v", got, err)
 	}
-	l := e.hostLink(ifb)
+	l := e.host.Link(ifb)
 	wantAlias := aliasPrefix + nft.Attachment{Network: "bwnet", ContainerID: "ctr1", IfName: "eth0"}.Comment()
-	if l.Type() != "ifb" || l.Attrs().Alias != wantAlias || l.Attrs().MTU != e.hostLink("vethhost").Attrs().MTU || l.Attrs().Flags&1 == 0 {
+	if l.Type() != "ifb" || l.Attrs().Alias != wantAlias || l.Attrs().MTU != e.host.Link("vethhost").Attrs().MTU || l.Attrs().Flags&1 == 0 {
 		t.Errorf("ifb %s %+v", l.Type(), l.Attrs())
 	}
 	if filters := e.host.MustRun("tc", "filter", "show", "dev", "vethhost", "ingress"); !strings.Contains(filters, "Redirect to device "+ifb) {
 		t.Errorf("no redirect to %s:\n%s", ifb, filters)
 	}
 
-	withResult := withPrevResult(t, conf, out)
-	e.mustRun(call{verb: "CHECK", conf: withResult})
-	e.mustRun(call{verb: "DEL", conf: withResult})
-	if e.hasHostLink(ifb) {
+	withResult := plugintest.WithPrevResult(t, conf, out)
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withResult, Netns: e.cont.Path()})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withResult, Netns: e.cont.Path()})
+	if e.host.HasLink(ifb) {
 		t.Error("ifb left after DEL")
 	}
 	if q := e.hostQdiscs("vethhost"); slices.Contains(q, "tbf") || slices.Contains(q, "ingress") {
 		t.Errorf("host veth qdiscs after DEL: %v", q)
 	}
-	e.mustRun(call{verb: "DEL", conf: withResult})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withResult, Netns: e.cont.Path()})
 }
 
 // TestDelWithoutPrevResultOrNetns: the IFB's name comes from the network
@@ -88,19 +89,19 @@ func TestDelWithoutPrevResultOrNetns(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			e.mustRun(call{verb: "ADD", conf: e.conf("bwnet", map[string]any{"egressRate": 8_000_000, "egressBurst": 800_000})})
+			e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf("bwnet", map[string]any{"egressRate": 8_000_000, "egressBurst": 800_000}), Netns: e.cont.Path()})
 			ifb := ifbName("bwnet", "ctr1")
-			if !e.hasHostLink(ifb) {
+			if !e.host.HasLink(ifb) {
 				t.Fatal("no ifb after ADD")
 			}
 			del := e.conf("bwnet", map[string]any{"prevResult": nil, "egressRate": 8_000_000, "egressBurst": 800_000})
 			netnsPath := tc.netns(e)
 			for i := 0; i < 2; i++ {
-				if _, cerr := e.run(call{verb: "DEL", conf: del, netns: netnsPath}); cerr != nil {
+				if _, cerr := e.host.Invoke(plugintest.Call{Verb: "DEL", Conf: del, Netns: netnsPath}); cerr != nil {
 					t.Fatalf("DEL %d: %v", i+1, cerr)
 				}
 			}
-			if e.hasHostLink(ifb) {
+			if e.host.HasLink(ifb) {
 				t.Error("ifb left after DEL")
 			}
 		})
@@ -121,7 +122,7 @@ func TestNoLimits(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
-			out := e.mustRun(call{verb: "ADD", conf: e.conf("bwnet", tc.extra)})
+			out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf("bwnet", tc.extra), Netns: e.cont.Path()})
 			if !strings.Contains(string(out), "vethhost") || strings.Contains(string(out), ifbPrefix) {
 				t.Errorf("result %s", out)
 			}
@@ -130,7 +131,7 @@ func TestNoLimits(t *testing.T) {
 			}
 		})
 	}
-	out := e.mustRun(call{verb: "ADD", conf: e.conf("bwnet", map[string]any{"prevResult": nil})})
+	out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf("bwnet", map[string]any{"prevResult": nil}), Netns: e.cont.Path()})
 	if res, err := cni.ParseResult(out, "1.1.0"); err != nil || len(res.Interfaces) != 0 {
 		t.Errorf("without prevResult: %s, %v", out, err)
 	}
@@ -166,21 +167,21 @@ func TestCapability(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
 			conf := e.conf("bwnet", tc.extra)
-			out := e.mustRun(call{verb: "ADD", conf: conf})
+			out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
 			got, err := e.rootTBF("vethhost")
 			if tc.wantIngress == nil && err == nil || tc.wantIngress != nil && got != *tc.wantIngress {
 				t.Errorf("ingress TBF %+v, %v, want %+v", got, err, tc.wantIngress)
 			}
 			ifb := ifbName("bwnet", "ctr1")
-			if tc.wantEgress == nil && e.hasHostLink(ifb) {
+			if tc.wantEgress == nil && e.host.HasLink(ifb) {
 				t.Errorf("ifb made without an egress limit")
 			} else if tc.wantEgress != nil {
 				if got, err := e.rootTBF(ifb); err != nil || got != *tc.wantEgress {
 					t.Errorf("egress TBF %+v, %v, want %+v", got, err, *tc.wantEgress)
 				}
 			}
-			e.mustRun(call{verb: "CHECK", conf: withPrevResult(t, conf, out)})
-			e.mustRun(call{verb: "DEL", conf: conf})
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: plugintest.WithPrevResult(t, conf, out), Netns: e.cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()})
 		})
 	}
 }
@@ -241,7 +242,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
-			_, cerr := e.run(call{verb: "ADD", conf: e.conf("bwnet", tc.extra), netns: e.cont.Path(), ifname: tc.ifname})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf("bwnet", tc.extra), Netns: e.cont.Path(), IfName: tc.ifname})
 			if cerr == nil {
 				t.Fatal("ADD succeeded")
 			}
@@ -251,7 +252,7 @@ func TestBadConfigs(t *testing.T) {
 			if q := e.hostQdiscs("vethhost"); slices.Contains(q, "tbf") || slices.Contains(q, "ingress") {
 				t.Errorf("qdiscs made: %v", q)
 			}
-			if e.hasHostLink(ifbName("bwnet", "ctr1")) {
+			if e.host.HasLink(ifbName("bwnet", "ctr1")) {
 				t.Error("ifb made")
 			}
 		})
@@ -263,7 +264,7 @@ func TestBadConfigs(t *testing.T) {
 func TestCheckNoticesDrift(t *testing.T) {
 	e := newEnv(t)
 	conf := e.conf("bwnet", map[string]any{"ingressRate": 16_000_000, "ingressBurst": 1_000_000, "egressRate": 8_000_000, "egressBurst": 800_000})
-	conf = withPrevResult(t, conf, e.mustRun(call{verb: "ADD", conf: conf}))
+	conf = plugintest.WithPrevResult(t, conf, e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()}))
 	ifb := ifbName("bwnet", "ctr1")
 	cases := []struct {
 		name string
@@ -276,18 +277,18 @@ func TestCheckNoticesDrift(t *testing.T) {
 		{"redirect gone", []string{"tc", "qdisc", "del", "dev", "vethhost", "ingress"}, "is not redirected"},
 		{"ifb gone", []string{"ip", "link", "del", ifb}, "ifb \"" + ifb + "\""},
 	}
-	e.mustRun(call{verb: "CHECK", conf: conf})
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
 			e.host.MustRun(tc.cmd[0], tc.cmd[1:]...)
-			_, cerr := e.run(call{verb: "CHECK", conf: conf, netns: e.cont.Path()})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
 			if cerr == nil || !strings.Contains(cerr.Msg, tc.msg) {
 				t.Errorf("CHECK: %v, want an error containing %q", cerr, tc.msg)
 			}
 			// Repair by running ADD again, which replaces everything.
-			e.mustRun(call{verb: "ADD", conf: conf})
-			e.mustRun(call{verb: "CHECK", conf: conf})
+			e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
 		})
 	}
 }
@@ -299,7 +300,7 @@ func TestGC(t *testing.T) {
 	limits := map[string]any{"egressRate": 8_000_000, "egressBurst": 800_000}
 	// Several attachments share the one veth: ADD only needs it to exist.
 	for _, a := range []struct{ network, cid string }{{"bwnet", "keep"}, {"bwnet", "stale1"}, {"bwnet", "stale2"}, {"othernet", "other"}} {
-		e.mustRun(call{verb: "ADD", conf: e.conf(a.network, limits), cid: a.cid})
+		e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(a.network, limits), ContainerID: a.cid, Netns: e.cont.Path()})
 	}
 	reference := ifbName("bwnet", "reference")
 	e.host.MustRun("ip", "link", "add", reference, "type", "ifb")
@@ -308,12 +309,12 @@ func TestGC(t *testing.T) {
 
 	gc := e.conf("bwnet", map[string]any{"prevResult": nil,
 		"cni.dev/valid-attachments": []map[string]string{{"containerID": "keep", "ifname": "eth0"}, {"containerID": "stale2", "ifname": "net9"}}})
-	e.mustRun(call{verb: "GC", conf: gc})
+	e.host.MustInvoke(plugintest.Call{Verb: "GC", Conf: gc, Netns: e.cont.Path()})
 	for name, want := range map[string]bool{
 		ifbName("bwnet", "keep"): true, ifbName("bwnet", "stale1"): false, ifbName("bwnet", "stale2"): false,
 		ifbName("othernet", "other"): true, reference: true, "bwpforeign0001": true,
 	} {
-		if got := e.hasHostLink(name); got != want {
+		if got := e.host.HasLink(name); got != want {
 			t.Errorf("%s exists %v, want %v", name, got, want)
 		}
 	}
@@ -322,8 +323,8 @@ func TestGC(t *testing.T) {
 // TestStatus: STATUS checks the configuration.
 func TestStatus(t *testing.T) {
 	e := newEnv(t)
-	e.mustRun(call{verb: "STATUS", conf: e.conf("bwnet", map[string]any{"prevResult": nil, "ingressRate": 1000000, "ingressBurst": 100000})})
-	_, cerr := e.run(call{verb: "STATUS", conf: e.conf("bwnet", map[string]any{"prevResult": nil, "ingressRate": 1000000})})
+	e.host.MustInvoke(plugintest.Call{Verb: "STATUS", Conf: e.conf("bwnet", map[string]any{"prevResult": nil, "ingressRate": 1000000, "ingressBurst": 100000}), Netns: e.cont.Path()})
+	_, cerr := e.host.Invoke(plugintest.Call{Verb: "STATUS", Conf: e.conf("bwnet", map[string]any{"prevResult": nil, "ingressRate": 1000000})})
 	if cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig {
 		t.Errorf("STATUS of a bad configuration: %v, want code 7", cerr)
 	}

@@ -2,6 +2,7 @@ package bandwidth
 
 import (
 	"fmt"
+	"github.com/cnikit/cnikit/internal/plugintest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,8 +28,8 @@ func BenchmarkAddDel(b *testing.B) {
 				e.addIFBs(existing)
 				conf := e.conf("bwnet", tc.extra)
 				for b.Loop() {
-					e.mustRun(call{verb: "ADD", conf: conf})
-					e.mustRun(call{verb: "DEL", conf: conf})
+					e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
+					e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()})
 				}
 			})
 		}

@@ -23,20 +23,20 @@ func TestReferenceInterop(t *testing.T) {
 			e := newEnv(t)
 			conf := e.conf("bwnet", map[string]any{"cniVersion": "1.0.0",
 				"ingressRate": 16_000_000, "ingressBurst": 1_000_000, "egressRate": 8_000_000, "egressBurst": 800_000})
-			if err := e.execPlugin(tc.adder, "ADD", conf); err != nil {
+			if _, err := e.host.Exec(tc.adder, plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()}); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
 			ifb := ifbName("bwnet", "ctr1")
-			if !e.hasHostLink(ifb) {
+			if !e.host.HasLink(ifb) {
 				t.Fatalf("no %s after ADD", ifb)
 			}
-			if err := e.execPlugin(tc.other, "CHECK", conf); err != nil {
+			if _, err := e.host.Exec(tc.other, plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()}); err != nil {
 				t.Errorf("CHECK: %v", err)
 			}
-			if err := e.execPlugin(tc.other, "DEL", conf); err != nil {
+			if _, err := e.host.Exec(tc.other, plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()}); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
-			if e.hasHostLink(ifb) {
+			if e.host.HasLink(ifb) {
 				t.Errorf("%s left after DEL", ifb)
 			}
 		})

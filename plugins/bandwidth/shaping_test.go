@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // transfer sends n bytes over TCP from a sender in the namespace from to a
@@ -99,11 +100,11 @@ func TestShapingMeasured(t *testing.T) {
 	e := newEnv(t)
 	// Unshaped, the veth is far faster than either limit: a measurement
 	// near the limit below cannot be a coincidence.
-	if free := transfer(t, e.host, e.cont, contAddr, 4<<20); free < 3*ingressRate {
+	if free := transfer(t, e.host.NS, e.cont, contAddr, 4<<20); free < 3*ingressRate {
 		t.Fatalf("unshaped transfer ran at only %.1f Mbit/s", free/1e6)
 	}
-	e.mustRun(call{verb: "ADD", conf: e.conf("bwnet", map[string]any{
-		"ingressRate": ingressRate, "ingressBurst": burst, "egressRate": egressRate, "egressBurst": burst})})
+	e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf("bwnet", map[string]any{
+		"ingressRate": ingressRate, "ingressBurst": burst, "egressRate": egressRate, "egressBurst": burst}), Netns: e.cont.Path()})
 
 	cases := []struct {
 		name     string
@@ -111,8 +112,8 @@ func TestShapingMeasured(t *testing.T) {
 		addr     string
 		rate     float64
 	}{
-		{"ingress: host to container", e.host, e.cont, contAddr, ingressRate},
-		{"egress: container to host", e.cont, e.host, hostAddr, egressRate},
+		{"ingress: host to container", e.host.NS, e.cont, contAddr, ingressRate},
+		{"egress: container to host", e.cont, e.host.NS, hostAddr, egressRate},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
