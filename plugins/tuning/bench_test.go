@@ -1,6 +1,7 @@
 package tuning
 
 import (
+	"github.com/cnikit/cnikit/internal/plugintest"
 	"testing"
 )
 
@@ -21,8 +22,8 @@ func BenchmarkAddDel(b *testing.B) {
 			e := newEnv(b)
 			conf := e.conf(tc.extra)
 			for b.Loop() {
-				e.mustRun(call{verb: "ADD", conf: conf})
-				e.mustRun(call{verb: "DEL", conf: conf})
+				e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
+				e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()})
 			}
 		})
 	}

@@ -1,24 +1,11 @@
 package tuning
 
 import (
-	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cnikit/cnikit/internal/plugintest"
-	"github.com/cnikit/cnikit/invoke"
 )
-
-// execPlugin runs a plugin binary from the host namespace, as a runtime
-// would, on the container's eth0.
-func (e *env) execPlugin(binary, verb string, conf []byte) error {
-	env := invoke.Env{Command: verb, ContainerID: "ctr1", Netns: e.cont.Path(), IfName: "eth0", Path: filepath.Dir(binary)}
-	return e.host.NS.Do(func() error {
-		_, err := invoke.Exec(context.Background(), binary, conf, env.Environ(os.Environ()), os.Stderr)
-		return err
-	})
-}
 
 // TestReferenceInterop: each plugin's DEL restores what the other's ADD
 // saved, through the shared backup file (/usr/lib/cni/tuning is v1.1.1: it
@@ -36,7 +23,7 @@ func TestReferenceInterop(t *testing.T) {
 			e := newEnv(t)
 			before := describeState(e.attrs("eth0"))
 			conf := e.conf(map[string]any{"cniVersion": "1.0.0", "mac": "02:00:00:00:00:31", "mtu": 1400, "promisc": true, "allmulti": true})
-			if err := e.execPlugin(tc.adder, "ADD", conf); err != nil {
+			if _, err := e.host.Exec(tc.adder, plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()}); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
 			changed := `mac=02:00:00:00:00:31 mtu=1400 txqlen=1000 promisc=true allmulti=true alias=""`
@@ -46,7 +33,7 @@ func TestReferenceInterop(t *testing.T) {
 			if len(e.backupFiles()) != 1 {
 				t.Fatalf("backup files after ADD: %v", e.backupFiles())
 			}
-			if err := e.execPlugin(tc.deleter, "DEL", conf); err != nil {
+			if _, err := e.host.Exec(tc.deleter, plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()}); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
 			if got := describeState(e.attrs("eth0")); got != before {

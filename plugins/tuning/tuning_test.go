@@ -11,6 +11,7 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // describeState renders what a test observes of eth0, for comparisons.
@@ -68,7 +69,7 @@ func TestEachKeyAppliedAndRestored(t *testing.T) {
 				t.Fatalf("the test is void: %q already holds before ADD", before)
 			}
 			conf := e.conf(tc.extra)
-			out := e.mustRun(call{verb: "ADD", conf: conf})
+			out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
 			if got := tc.observe(e); got != tc.want {
 				t.Errorf("after ADD: %q, want %q", got, tc.want)
 			}
@@ -82,9 +83,9 @@ func TestEachKeyAppliedAndRestored(t *testing.T) {
 			if res.Interfaces[0].Mac != "aa:aa:aa:aa:aa:aa" || len(res.IPs) != 1 {
 				t.Errorf("prevResult not passed through: %s", out)
 			}
-			withResult := withPrevResult(t, conf, out)
-			e.mustRun(call{verb: "CHECK", conf: withResult})
-			e.mustRun(call{verb: "DEL", conf: withResult})
+			withResult := plugintest.WithPrevResult(t, conf, out)
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: withResult, Netns: e.cont.Path()})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withResult, Netns: e.cont.Path()})
 			if got := tc.observe(e); got != before {
 				t.Errorf("after DEL: %q, want the original %q", got, before)
 			}
@@ -94,7 +95,7 @@ func TestEachKeyAppliedAndRestored(t *testing.T) {
 			if files := e.backupFiles(); len(files) != 0 {
 				t.Errorf("backup files left: %v", files)
 			}
-			e.mustRun(call{verb: "DEL", conf: withResult})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: withResult, Netns: e.cont.Path()})
 		})
 	}
 }
@@ -121,7 +122,7 @@ func TestMACPrecedence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
 			conf := e.conf(tc.extra)
-			out := e.mustRun(call{verb: "ADD", conf: conf, cniArgs: tc.cniArgs})
+			out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, CNIArgs: tc.cniArgs, Netns: e.cont.Path()})
 			if got := e.attrs("eth0").MAC.String(); got != tc.want {
 				t.Errorf("eth0 MAC %s, want %s", got, tc.want)
 			}
@@ -129,7 +130,7 @@ func TestMACPrecedence(t *testing.T) {
 			if err != nil || res.Interfaces[1].Mac != tc.want {
 				t.Errorf("result lacks the new MAC: %s", out)
 			}
-			e.mustRun(call{verb: "DEL", conf: conf, cniArgs: tc.cniArgs})
+			e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, CNIArgs: tc.cniArgs, Netns: e.cont.Path()})
 		})
 	}
 }
@@ -146,7 +147,7 @@ func TestArgsOverrides(t *testing.T) {
 			"sysctl": map[string]string{"net.core.somaxconn": "200", "net.ipv4.conf.IFNAME.arp_announce": "2"},
 		}},
 	})
-	e.mustRun(call{verb: "ADD", conf: conf})
+	e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
 	a := e.attrs("eth0")
 	if a.MTU != 1280 || *a.Promisc || *a.TxQLen != 20 || !*a.Allmulti || *a.Alias != "args" {
 		t.Errorf("attributes %s", describeState(a))
@@ -156,8 +157,8 @@ func TestArgsOverrides(t *testing.T) {
 			t.Errorf("%s = %s, want %s", path, got, want)
 		}
 	}
-	e.mustRun(call{verb: "CHECK", conf: conf})
-	e.mustRun(call{verb: "DEL", conf: conf})
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()})
 	if got := e.sysctl("net/core/somaxconn"); got != "4096" {
 		t.Errorf("somaxconn after DEL %s, want the default 4096", got)
 	}
@@ -204,7 +205,7 @@ func TestForbiddenSysctls(t *testing.T) {
 			for k, v := range tc.sysctl {
 				sysctl[k] = v
 			}
-			_, cerr := e.run(call{verb: "ADD", conf: e.conf(map[string]any{"sysctl": sysctl, "mtu": 1400}), netns: e.cont.Path()})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"sysctl": sysctl, "mtu": 1400}), Netns: e.cont.Path()})
 			if cerr == nil {
 				t.Fatal("ADD succeeded")
 			}
@@ -360,7 +361,7 @@ func TestBadConfigs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
-			_, cerr := e.run(call{verb: "ADD", conf: e.conf(tc.extra), netns: e.cont.Path(), cniArgs: tc.cniArgs})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf(tc.extra), Netns: e.cont.Path(), CNIArgs: tc.cniArgs})
 			if cerr == nil {
 				t.Fatal("ADD succeeded")
 			}
@@ -376,21 +377,21 @@ func TestBadConfigs(t *testing.T) {
 		e.t = t
 		conf := strings.Replace(string(e.conf(nil)), `"type":"tuning"`,
 			`"type":"tuning","sysctl":{"net.core.somaxconn":"1","net.core.somaxconn":"2"}`, 1)
-		_, cerr := e.run(call{verb: "ADD", conf: []byte(conf), netns: e.cont.Path()})
+		_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: []byte(conf), Netns: e.cont.Path()})
 		if cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig || !strings.Contains(cerr.Msg, `"net.core.somaxconn" is given twice`) {
 			t.Errorf("got %v, want code 7 about the duplicate", cerr)
 		}
 	})
 	t.Run("missing netns", func(t *testing.T) {
 		e.t = t
-		_, cerr := e.run(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400}), netns: "/nonexistent/netns"})
+		_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mtu": 1400}), Netns: "/nonexistent/netns"})
 		if cerr == nil || cerr.Code != cni.CodeUnknownContainer {
 			t.Errorf("got %v, want code 3", cerr)
 		}
 	})
 	t.Run("missing interface", func(t *testing.T) {
 		e.t = t
-		_, cerr := e.run(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400}), netns: e.cont.Path(), ifname: "eth7"})
+		_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mtu": 1400}), Netns: e.cont.Path(), IfName: "eth7"})
 		if cerr == nil || !strings.Contains(cerr.Msg, `"eth7"`) {
 			t.Errorf("got %v, want an error naming eth7", cerr)
 		}
@@ -404,7 +405,7 @@ func TestFailedAddRollsBack(t *testing.T) {
 	// A veth takes no MTU below 68: the sysctls are written, then the link
 	// request fails.
 	conf := e.conf(map[string]any{"mtu": 60, "sysctl": map[string]string{"net.core.somaxconn": "321"}})
-	_, cerr := e.run(call{verb: "ADD", conf: conf, netns: e.cont.Path()})
+	_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
 	if cerr == nil || !strings.Contains(cerr.Msg, "mtu 60") {
 		t.Fatalf("ADD: %v, want a failure naming mtu 60", cerr)
 	}
@@ -421,9 +422,9 @@ func TestFailedAddRollsBack(t *testing.T) {
 func TestAddTwiceKeepsOriginal(t *testing.T) {
 	e := newEnv(t)
 	conf := e.conf(map[string]any{"mtu": 1400, "sysctl": map[string]string{"net.core.somaxconn": "55"}})
-	e.mustRun(call{verb: "ADD", conf: conf})
-	e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1300, "sysctl": map[string]string{"net.core.somaxconn": "66"}})})
-	e.mustRun(call{verb: "DEL", conf: conf})
+	e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
+	e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mtu": 1300, "sysctl": map[string]string{"net.core.somaxconn": "66"}}), Netns: e.cont.Path()})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: e.cont.Path()})
 	if mtu, s := e.attrs("eth0").MTU, e.sysctl("net/core/somaxconn"); mtu != 1500 || s != "4096" {
 		t.Errorf("after DEL: mtu %d somaxconn %s, want the originals 1500 4096", mtu, s)
 	}
@@ -433,7 +434,7 @@ func TestAddTwiceKeepsOriginal(t *testing.T) {
 // without entering the namespace or writing a file.
 func TestNothingToDo(t *testing.T) {
 	e := newEnv(t)
-	out := e.mustRun(call{verb: "ADD", conf: e.conf(nil), netns: "/nonexistent/netns"})
+	out := e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(nil), Netns: "/nonexistent/netns"})
 	if !strings.Contains(string(out), "veth1234") {
 		t.Errorf("prevResult not passed on: %s", out)
 	}
@@ -446,8 +447,8 @@ func TestNothingToDo(t *testing.T) {
 func TestCheck(t *testing.T) {
 	e := newEnv(t)
 	conf := e.conf(map[string]any{"mtu": 1400, "promisc": true, "alias": "a", "sysctl": map[string]string{"net.ipv4.conf.IFNAME.arp_ignore": "2"}})
-	e.mustRun(call{verb: "ADD", conf: conf})
-	e.mustRun(call{verb: "CHECK", conf: conf})
+	e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: conf, Netns: e.cont.Path()})
+	e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
 	cases := []struct {
 		name, cmd, msg string
 		undo           []string
@@ -463,15 +464,15 @@ func TestCheck(t *testing.T) {
 			e.t = t
 			f := strings.Fields(tc.cmd)
 			e.cont.MustRun(f[0], f[1:]...)
-			_, cerr := e.run(call{verb: "CHECK", conf: conf, netns: e.cont.Path()})
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
 			if cerr == nil || !strings.Contains(cerr.Msg, tc.msg) {
 				t.Errorf("CHECK: %v, want an error containing %q", cerr, tc.msg)
 			}
 			e.cont.MustRun(tc.undo[0], tc.undo[1:]...)
-			e.mustRun(call{verb: "CHECK", conf: conf})
+			e.host.MustInvoke(plugintest.Call{Verb: "CHECK", Conf: conf, Netns: e.cont.Path()})
 		})
 	}
-	_, cerr := e.run(call{verb: "CHECK", conf: e.conf(map[string]any{"prevResult": nil}), netns: e.cont.Path()})
+	_, cerr := e.host.Invoke(plugintest.Call{Verb: "CHECK", Conf: e.conf(map[string]any{"prevResult": nil}), Netns: e.cont.Path()})
 	if cerr == nil || !strings.Contains(cerr.Msg, "prevResult is required") {
 		t.Errorf("CHECK without prevResult: %v", cerr)
 	}
@@ -486,15 +487,15 @@ func TestDelIdempotent(t *testing.T) {
 	}{
 		{"no backup", func(e *env) string { return e.cont.Path() }},
 		{"empty netns", func(e *env) string {
-			e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400})})
+			e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mtu": 1400}), Netns: e.cont.Path()})
 			return ""
 		}},
 		{"netns gone", func(e *env) string {
-			e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400})})
+			e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mtu": 1400}), Netns: e.cont.Path()})
 			return filepath.Join(t.TempDir(), "gone")
 		}},
 		{"interface gone", func(e *env) string {
-			e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mtu": 1400, "sysctl": map[string]string{"net.ipv4.conf.IFNAME.arp_ignore": "1"}})})
+			e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mtu": 1400, "sysctl": map[string]string{"net.ipv4.conf.IFNAME.arp_ignore": "1"}}), Netns: e.cont.Path()})
 			e.cont.MustRun("ip", "link", "del", "eth0")
 			return e.cont.Path()
 		}},
@@ -505,7 +506,7 @@ func TestDelIdempotent(t *testing.T) {
 			netnsPath := tc.before(e)
 			conf := e.conf(map[string]any{"prevResult": nil})
 			for i := 0; i < 2; i++ {
-				if _, cerr := e.run(call{verb: "DEL", conf: conf, netns: netnsPath}); cerr != nil {
+				if _, cerr := e.host.Invoke(plugintest.Call{Verb: "DEL", Conf: conf, Netns: netnsPath}); cerr != nil {
 					t.Fatalf("DEL %d: %v", i+1, cerr)
 				}
 			}
@@ -526,7 +527,7 @@ func TestReferenceBackupRestored(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(e.dataDir, "ctr1_eth0.json"), []byte(ref), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.mustRun(call{verb: "DEL", conf: e.conf(nil)})
+	e.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: e.conf(nil), Netns: e.cont.Path()})
 	want := `mac=02:00:00:00:00:01 mtu=1500 txqlen=1000 promisc=false allmulti=false alias=""`
 	if got := describeState(e.attrs("eth0")); got != want {
 		t.Errorf("after DEL: %s, want %s", got, want)
@@ -540,8 +541,8 @@ func TestReferenceBackupRestored(t *testing.T) {
 // the reference plugin's DEL restores it) plus cnikit's own.
 func TestBackupFormat(t *testing.T) {
 	e := newEnv(t)
-	e.mustRun(call{verb: "ADD", conf: e.conf(map[string]any{"mac": "02:00:00:00:00:42", "mtu": 1400, "promisc": true,
-		"allmulti": true, "txQLen": 9, "alias": "z", "sysctl": map[string]string{"net.core.somaxconn": "5"}})})
+	e.host.MustInvoke(plugintest.Call{Verb: "ADD", Conf: e.conf(map[string]any{"mac": "02:00:00:00:00:42", "mtu": 1400, "promisc": true,
+		"allmulti": true, "txQLen": 9, "alias": "z", "sysctl": map[string]string{"net.core.somaxconn": "5"}}), Netns: e.cont.Path()})
 	data, err := os.ReadFile(filepath.Join(e.dataDir, "ctr1_eth0.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -591,7 +592,7 @@ func TestGC(t *testing.T) {
 	}
 	conf, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "tunenet", "type": "tuning", "dataDir": e.dataDir,
 		"cni.dev/valid-attachments": []map[string]string{{"containerID": "keep", "ifname": "eth0"}}})
-	p := skelInvoke(t, "GC", conf)
+	_, p := plugintest.Invoke(t, plugintest.Call{Plugin: "tuning", Verb: "GC", Path: "/nonexistent", Conf: conf})
 	if p != nil {
 		t.Fatalf("GC: %v", p)
 	}
@@ -627,7 +628,7 @@ func TestStatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(AllowlistEnv, tc.allowlist)
 			conf, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "n", "type": "tuning", "dataDir": tc.dataDir})
-			cerr := skelInvoke(t, "STATUS", conf)
+			_, cerr := plugintest.Invoke(t, plugintest.Call{Plugin: "tuning", Verb: "STATUS", Path: "/nonexistent", Conf: conf})
 			if got := cni.CodeOf(errOrNil(cerr)); got != tc.code {
 				t.Errorf("STATUS: %v, want code %d", cerr, tc.code)
 			}
