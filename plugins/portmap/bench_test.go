@@ -1,10 +1,8 @@
 package portmap
 
 import (
-	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -13,7 +11,6 @@ import (
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
 	"github.com/cnikit/cnikit/internal/plugintest"
-	"github.com/cnikit/cnikit/invoke"
 )
 
 // BenchmarkAddDel measures one ADD and one DEL of a container with a TCP
@@ -34,15 +31,15 @@ func BenchmarkAddDel(b *testing.B) {
 	} {
 		b.Run(fmt.Sprintf("%s/existing=%d", bc.name, bc.existing), func(b *testing.B) {
 			tp := newTopology(b)
-			fillOthers(b, tp.host, bc.existing)
+			fillOthers(b, tp.host.NS, bc.existing)
 			add := configJSON(b, bc.mappings, tp.containerResult(tp.c1), nil)
 			del := configJSON(b, nil, nil, nil)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, cerr := tp.run(call{verb: "ADD", cid: "bench", netns: tp.c1.Path(), conf: add}); cerr != nil {
+				if _, cerr := tp.host.Invoke(plugintest.Call{Verb: "ADD", ContainerID: "bench", Netns: tp.c1.Path(), Conf: add}); cerr != nil {
 					b.Fatal(cerr)
 				}
-				if _, cerr := tp.run(call{verb: "DEL", cid: "bench", conf: del}); cerr != nil {
+				if _, cerr := tp.host.Invoke(plugintest.Call{Verb: "DEL", ContainerID: "bench", Conf: del}); cerr != nil {
 					b.Fatal(cerr)
 				}
 			}
@@ -90,15 +87,7 @@ func BenchmarkReferenceAddDel(b *testing.B) {
 	del := add
 	bin := filepath.Join(plugintest.ReferenceDir, "portmap")
 	run := func(verb string, stdin []byte) {
-		env := invoke.Env{Command: verb, ContainerID: "bench", Netns: tp.c1.Path(), IfName: "eth0", Path: plugintest.ReferenceDir}
-		var err error
-		tp.host.Do(func() error {
-			_, err = invoke.Exec(context.Background(), bin, stdin, env.Environ(os.Environ()), nil)
-			return nil
-		})
-		if err != nil {
-			b.Fatalf("reference %s: %v", verb, err)
-		}
+		tp.host.MustExec(bin, plugintest.Call{Verb: verb, ContainerID: "bench", Netns: tp.c1.Path(), Conf: stdin})
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

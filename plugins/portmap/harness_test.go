@@ -2,11 +2,10 @@ package portmap
 
 import (
 	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -19,8 +18,7 @@ import (
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
-	"github.com/cnikit/cnikit/invoke"
-	"github.com/cnikit/cnikit/skel"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // topology is a small network of throw-away namespaces:
@@ -31,8 +29,9 @@ import (
 //
 // The plugin runs in-process inside host; c1 and c2 are the containers.
 type topology struct {
-	t                            testing.TB
-	host, c1, c2, client, remote *nstest.NS
+	t                      testing.TB
+	host                   *plugintest.Host
+	c1, c2, client, remote *nstest.NS
 }
 
 // Addresses of the topology.
@@ -50,9 +49,11 @@ const (
 
 func newTopology(t testing.TB) *topology {
 	t.Helper()
-	nstest.RequireRoot(t)
+	host := plugintest.NewHost(t, "portmap")
+	host.Defaults.ContainerID = "c1"
+	host.Defaults.Path = "/nonexistent"
 	stateDir = t.TempDir()
-	tp := &topology{t: t, host: nstest.New(t), c1: nstest.New(t), c2: nstest.New(t), client: nstest.New(t), remote: nstest.New(t)}
+	tp := &topology{t: t, host: host, c1: nstest.New(t), c2: nstest.New(t), client: nstest.New(t), remote: nstest.New(t)}
 	h := tp.host.Handle()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
 	must(t, h.LinkAdd(br))
@@ -208,48 +209,6 @@ func dialTCP(t testing.TB, ns *nstest.NS, addr string) (reply, error) {
 	return parseReply(line)
 }
 
-// call is one plugin invocation.
-type call struct {
-	verb  string
-	conf  []byte
-	cid   string
-	netns string
-}
-
-// run invokes the plugin inside the host namespace, as a runtime would.
-func (tp *topology) run(c call) ([]byte, *cni.Error) {
-	return runIn(tp.t, tp.host, c)
-}
-
-func runIn(t testing.TB, host *nstest.NS, c call) ([]byte, *cni.Error) {
-	p, ok := skel.Lookup("portmap")
-	if !ok {
-		t.Fatal("portmap is not registered")
-	}
-	if c.cid == "" {
-		c.cid = "c1"
-	}
-	var out []byte
-	var cerr *cni.Error
-	host.Do(func() error {
-		out, cerr = skel.Invoke(context.Background(), p, &skel.Args{
-			Env:       invoke.Env{Command: c.verb, ContainerID: c.cid, Netns: c.netns, IfName: "eth0", Path: "/nonexistent"},
-			StdinData: c.conf,
-		})
-		return nil
-	})
-	return out, cerr
-}
-
-func (tp *topology) mustRun(c call) []byte {
-	tp.t.Helper()
-	out, cerr := tp.run(c)
-	if cerr != nil {
-		tp.t.Fatalf("%s of %s: %v", c.verb, c.cid, cerr)
-	}
-	return out
-}
-
 // prevResult is a bridge-like result for a container with the addresses.
 func prevResult(netns string, addrs ...string) map[string]any {
 	var ips []map[string]any
@@ -275,31 +234,21 @@ func (tp *topology) containerResult(ns *nstest.NS) map[string]any {
 // runtimeConfig), prevResult (nil: none) and extra keys.
 func configJSON(t testing.TB, mappings []map[string]any, prev map[string]any, extra map[string]any) []byte {
 	t.Helper()
-	m := map[string]any{"cniVersion": "1.1.0", "name": "testnet", "type": "portmap"}
+	keys := map[string]any{}
 	if mappings != nil {
-		m["runtimeConfig"] = map[string]any{"portMappings": mappings}
+		keys["runtimeConfig"] = map[string]any{"portMappings": mappings}
 	}
 	if prev != nil {
-		m["prevResult"] = prev
+		keys["prevResult"] = prev
 	}
-	for k, v := range extra {
-		m[k] = v
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	maps.Copy(keys, extra)
+	return plugintest.Conf(t, "portmap", "testnet", keys)
 }
 
 // add maps ports of container ns (c1 or c2) and returns the result.
 func (tp *topology) add(ns *nstest.NS, cid string, mappings []map[string]any, extra map[string]any) *cni.Result {
 	tp.t.Helper()
-	out := tp.mustRun(call{verb: "ADD", cid: cid, netns: ns.Path(), conf: configJSON(tp.t, mappings, tp.containerResult(ns), extra)})
-	res, err := cni.ParseResult(out, "1.1.0")
-	if err != nil {
-		tp.t.Fatalf("parsing ADD result %s: %v", out, err)
-	}
+	res, _ := tp.host.MustAdd(plugintest.Call{ContainerID: cid, Netns: ns.Path(), Conf: configJSON(tp.t, mappings, tp.containerResult(ns), extra)})
 	return res
 }
 

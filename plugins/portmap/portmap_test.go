@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cnikit/cnikit/cni"
-	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
 	"github.com/cnikit/cnikit/internal/plugintest"
@@ -42,8 +41,8 @@ func TestTCPMappingReachesContainer(t *testing.T) {
 	}{
 		{"client to the host's address", tp.client, hostClientIP + ":8080", clientIP},
 		{"client over IPv6", tp.client, "[" + hostClientIP6 + "]:8080", "fd50::2"},
-		{"host to its own address", tp.host, hostClientIP + ":8080", hostClientIP},
-		{"host to 127.0.0.1 (masqueraded)", tp.host, "127.0.0.1:8080", bridgeIP},
+		{"host to its own address", tp.host.NS, hostClientIP + ":8080", hostClientIP},
+		{"host to 127.0.0.1 (masqueraded)", tp.host.NS, "127.0.0.1:8080", bridgeIP},
 		{"container to itself through the bridge address (hairpin)", tp.c1, bridgeIP + ":8080", bridgeIP},
 		{"neighbour through another host address (hairpin)", tp.c2, hostClientIP + ":8080", bridgeIP},
 		{"neighbour over IPv6 (hairpin)", tp.c2, "[" + bridgeIP6 + "]:8080", bridgeIP6},
@@ -60,12 +59,12 @@ func TestTCPMappingReachesContainer(t *testing.T) {
 	}
 	// ::1 is left to the host (nothing listens there): IPv6 has no
 	// route_localnet, and a reply to ::1 arriving on br0 would be dropped.
-	if _, err := dialTCP(t, tp.host, "[::1]:8080"); err == nil || !strings.Contains(err.Error(), "refused") {
+	if _, err := dialTCP(t, tp.host.NS, "[::1]:8080"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("host to [::1]:8080: got %v, want connection refused", err)
 	}
 	// Connections from 127.0.0.1 cross br0 thanks to route_localnet, which
 	// comes with the martian guard.
-	if v := sysctl(t, tp.host, "net/ipv4/conf/br0/route_localnet"); v != "1" {
+	if v := plugintest.Sysctl(t, tp.host.NS, "net/ipv4/conf/br0/route_localnet"); v != "1" {
 		t.Errorf("route_localnet on br0 is %q", v)
 	}
 	out := tp.host.MustRun("nft", "list", "chain", "inet", "cnikit", "localnet-guard-in")
@@ -77,24 +76,13 @@ func TestTCPMappingReachesContainer(t *testing.T) {
 	}
 }
 
-func sysctl(t testing.TB, ns *nstest.NS, name string) string {
-	t.Helper()
-	var v string
-	ns.Do(func() error {
-		var err error
-		v, err = link.Sysctl(name)
-		return err
-	})
-	return v
-}
-
 // TestMartianGuard: with route_localnet on br0, a neighbour still cannot
 // send to the host's 127.0.0.0/8 services through the bridge
 // (CVE-2020-8558): a datagram is enough to reach a UDP service.
 func TestMartianGuard(t *testing.T) {
 	tp := newTopology(t)
 	tp.add(tp.c1, "c1", []map[string]any{mapping(8080, 80, "tcp", "")}, nil)
-	if v := sysctl(t, tp.host, "net/ipv4/conf/br0/route_localnet"); v != "1" {
+	if v := plugintest.Sysctl(t, tp.host.NS, "net/ipv4/conf/br0/route_localnet"); v != "1" {
 		t.Fatalf("route_localnet on br0 is %q", v)
 	}
 	var service net.PacketConn
@@ -202,7 +190,7 @@ func TestUDPConntrackFlushed(t *testing.T) {
 	if len(tp.udpConntrack(5353)) == 0 {
 		t.Fatal("no conntrack entry for the mapped flow")
 	}
-	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, nil, nil, nil)})
+	tp.host.MustInvoke(plugintest.Call{Verb: "DEL", ContainerID: "c1", Conf: configJSON(t, nil, nil, nil)})
 	if n := len(tp.udpConntrack(5353)); n != 0 {
 		t.Errorf("%d UDP conntrack entries of the mapping survived DEL", n)
 	}
@@ -218,7 +206,7 @@ func TestDelNeedsNothingResent(t *testing.T) {
 		t.Fatalf("c1 has %d elements after ADD, want 6", n)
 	}
 	for i := 0; i < 2; i++ {
-		tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, nil, nil, nil)})
+		tp.host.MustInvoke(plugintest.Call{Verb: "DEL", ContainerID: "c1", Conf: configJSON(t, nil, nil, nil)})
 		if n := len(tp.elements("c1")); n != 0 {
 			t.Errorf("DEL %d left %d elements", i+1, n)
 		}
@@ -239,11 +227,11 @@ func TestDelWithoutRecord(t *testing.T) {
 	mappings := []map[string]any{mapping(8080, 80, "tcp", "")}
 	tp.add(tp.c1, "c1", mappings, nil)
 	must(t, os.RemoveAll(stateDir))
-	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, nil, nil, nil)})
+	tp.host.MustInvoke(plugintest.Call{Verb: "DEL", ContainerID: "c1", Conf: configJSON(t, nil, nil, nil)})
 	if n := len(tp.elements("c1")); n != 4 {
 		t.Fatalf("a DEL with nothing to go on removed %d elements", 4-n)
 	}
-	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, mappings, nil, nil)})
+	tp.host.MustInvoke(plugintest.Call{Verb: "DEL", ContainerID: "c1", Conf: configJSON(t, mappings, nil, nil)})
 	if n := len(tp.elements("c1")); n != 0 {
 		t.Errorf("DEL with the mappings resent left %d elements", n)
 	}
@@ -259,7 +247,7 @@ func TestNoMappings(t *testing.T) {
 	tp := newTopology(t)
 	prev := tp.containerResult(tp.c1)
 	for _, mappings := range [][]map[string]any{nil, {}} {
-		out := tp.mustRun(call{verb: "ADD", netns: tp.c1.Path(), conf: configJSON(t, mappings, prev, nil)})
+		out := tp.host.MustInvoke(plugintest.Call{Verb: "ADD", Netns: tp.c1.Path(), Conf: configJSON(t, mappings, prev, nil)})
 		want, _ := json.Marshal(prev)
 		res, err := cni.ParseResult(out, "1.1.0")
 		must(t, err)
@@ -269,7 +257,7 @@ func TestNoMappings(t *testing.T) {
 			t.Errorf("ADD changed prevResult:\n got %s\nwant %s", a, b)
 		}
 	}
-	tp.mustRun(call{verb: "DEL", conf: configJSON(t, nil, nil, nil)})
+	tp.host.MustInvoke(plugintest.Call{Verb: "DEL", Conf: configJSON(t, nil, nil, nil)})
 	if out := tp.host.MustRun("nft", "list", "tables"); strings.TrimSpace(out) != "" {
 		t.Errorf("nftables touched without mappings:\n%s", out)
 	}
@@ -290,8 +278,8 @@ func TestSamePortTwice(t *testing.T) {
 	tp := newTopology(t)
 	serveTCP(t, tp.c1, "c1", 80)
 	tp.add(tp.c1, "c1", []map[string]any{mapping(8080, 80, "tcp", "")}, nil)
-	_, cerr := tp.run(call{verb: "ADD", cid: "c2", netns: tp.c2.Path(),
-		conf: configJSON(t, []map[string]any{mapping(9090, 80, "tcp", ""), mapping(8080, 80, "tcp", "")}, tp.containerResult(tp.c2), nil)})
+	_, cerr := tp.host.Invoke(plugintest.Call{Verb: "ADD", ContainerID: "c2", Netns: tp.c2.Path(),
+		Conf: configJSON(t, []map[string]any{mapping(9090, 80, "tcp", ""), mapping(8080, 80, "tcp", "")}, tp.containerResult(tp.c2), nil)})
 	if cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig ||
 		!strings.Contains(cerr.Msg, "hostPort 8080/tcp (any address) is already mapped by another container (net: testnet, if: eth0, id: c1)") {
 		t.Fatalf("second ADD of port 8080: got %v", cerr)
@@ -306,7 +294,7 @@ func TestSamePortTwice(t *testing.T) {
 		t.Errorf("the refused ADD left a record: %v", err)
 	}
 	// After c1's DEL the port is free.
-	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, nil, nil, nil)})
+	tp.host.MustInvoke(plugintest.Call{Verb: "DEL", ContainerID: "c1", Conf: configJSON(t, nil, nil, nil)})
 	tp.add(tp.c2, "c2", []map[string]any{mapping(8080, 80, "tcp", "")}, nil)
 }
 
@@ -383,7 +371,7 @@ func TestConditionsApply(t *testing.T) {
 			if (err == nil) != tc.clientOK {
 				t.Errorf("client: %v, want reachable=%v", err, tc.clientOK)
 			}
-			_, err = dialTCP(t, tp.host, "127.0.0.1:8080")
+			_, err = dialTCP(t, tp.host.NS, "127.0.0.1:8080")
 			if (err == nil) != tc.hostOK {
 				t.Errorf("host to 127.0.0.1: %v, want reachable=%v", err, tc.hostOK)
 			}
@@ -397,12 +385,12 @@ func TestCheck(t *testing.T) {
 	mappings := []map[string]any{mapping(8080, 80, "tcp", "")}
 	tp.add(tp.c1, "c1", mappings, nil)
 	checkConf := configJSON(t, mappings, tp.containerResult(tp.c1), nil)
-	tp.mustRun(call{verb: "CHECK", netns: tp.c1.Path(), conf: checkConf})
+	tp.host.MustInvoke(plugintest.Call{Verb: "CHECK", Netns: tp.c1.Path(), Conf: checkConf})
 	tp.host.MustRun("nft", "delete", "element", "inet", "cnikit", "hostports-any4", "{ tcp . 8080 }")
-	if _, cerr := tp.run(call{verb: "CHECK", netns: tp.c1.Path(), conf: checkConf}); cerr == nil || !strings.Contains(cerr.Msg, "hostports-any4") {
+	if _, cerr := tp.host.Invoke(plugintest.Call{Verb: "CHECK", Netns: tp.c1.Path(), Conf: checkConf}); cerr == nil || !strings.Contains(cerr.Msg, "hostports-any4") {
 		t.Errorf("CHECK with an element gone: %v", cerr)
 	}
-	if _, cerr := tp.run(call{verb: "CHECK", netns: tp.c1.Path(), conf: configJSON(t, mappings, nil, nil)}); cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig {
+	if _, cerr := tp.host.Invoke(plugintest.Call{Verb: "CHECK", Netns: tp.c1.Path(), Conf: configJSON(t, mappings, nil, nil)}); cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig {
 		t.Errorf("CHECK without prevResult: %v", cerr)
 	}
 }
@@ -415,7 +403,7 @@ func TestGC(t *testing.T) {
 	tp.add(tp.c1, "c1", []map[string]any{mapping(8080, 80, "tcp", "")}, nil)
 	tp.add(tp.c2, "c2", []map[string]any{mapping(8081, 80, "tcp", ""), mapping(5353, 53, "udp", "")}, nil)
 	gcConf := configJSON(t, nil, nil, map[string]any{"cni.dev/valid-attachments": []map[string]string{{"containerID": "c1", "ifname": "eth0"}}})
-	tp.mustRun(call{verb: "GC", conf: gcConf})
+	tp.host.MustInvoke(plugintest.Call{Verb: "GC", Conf: gcConf})
 	if n := len(tp.elements("c2")); n != 0 {
 		t.Errorf("GC left %d elements of c2", n)
 	}
@@ -430,7 +418,7 @@ func TestGC(t *testing.T) {
 	}
 	// GC of another network removes nothing.
 	other := configJSON(t, nil, nil, map[string]any{"name": "othernet", "cni.dev/valid-attachments": []map[string]string{}})
-	tp.mustRun(call{verb: "GC", conf: other})
+	tp.host.MustInvoke(plugintest.Call{Verb: "GC", Conf: other})
 	if n := len(tp.elements("c1")); n != 4 {
 		t.Errorf("GC of another network removed elements of c1: %d left", n)
 	}
@@ -440,8 +428,8 @@ func TestGC(t *testing.T) {
 // configuration.
 func TestStatus(t *testing.T) {
 	tp := newTopology(t)
-	tp.mustRun(call{verb: "STATUS", conf: configJSON(t, nil, nil, nil)})
-	if _, cerr := tp.run(call{verb: "STATUS", conf: configJSON(t, nil, nil, map[string]any{"backend": "bpf"})}); cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig {
+	tp.host.MustInvoke(plugintest.Call{Verb: "STATUS", Conf: configJSON(t, nil, nil, nil)})
+	if _, cerr := tp.host.Invoke(plugintest.Call{Verb: "STATUS", Conf: configJSON(t, nil, nil, map[string]any{"backend": "bpf"})}); cerr == nil || cerr.Code != cni.CodeInvalidNetworkConfig {
 		t.Errorf("STATUS with a bad backend: %v", cerr)
 	}
 }
@@ -467,7 +455,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			cni.CodeUnsupportedField, `conditionsV4: "-i"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, cerr := tp.run(call{verb: "ADD", netns: tp.c1.Path(), conf: tc.conf})
+			_, cerr := tp.host.Invoke(plugintest.Call{Verb: "ADD", Netns: tp.c1.Path(), Conf: tc.conf})
 			if cerr == nil || cerr.Code != tc.code || !strings.Contains(cerr.Msg, tc.msg) {
 				t.Errorf("got %v, want code %d with %q", cerr, tc.code, tc.msg)
 			}
@@ -499,7 +487,7 @@ func TestDelRemovesReferenceRules(t *testing.T) {
 	} {
 		tp.host.MustRun("nft", cmd...)
 	}
-	tp.mustRun(call{verb: "DEL", cid: "c1", conf: configJSON(t, []map[string]any{mapping(8080, 80, "tcp", "")}, nil, nil)})
+	tp.host.MustInvoke(plugintest.Call{Verb: "DEL", ContainerID: "c1", Conf: configJSON(t, []map[string]any{mapping(8080, 80, "tcp", "")}, nil, nil)})
 	out := tp.host.MustRun("nft", "list", "table", "ip", "cni_hostport")
 	if strings.Contains(out, `comment "c1"`) || !strings.Contains(out, `comment "c2"`) {
 		t.Errorf("after DEL of c1:\n%s", out)
@@ -518,8 +506,8 @@ func TestConcurrentAdds(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			prev := prevResult(tp.c1.Path(), fmt.Sprintf("10.88.0.%d/24", 100+i))
-			_, cerr := tp.run(call{verb: "ADD", cid: fmt.Sprintf("ctr%d", i), netns: tp.c1.Path(),
-				conf: configJSON(t, []map[string]any{mapping(10000+i, 80, "tcp", "")}, prev, nil)})
+			_, cerr := tp.host.Invoke(plugintest.Call{Verb: "ADD", ContainerID: fmt.Sprintf("ctr%d", i), Netns: tp.c1.Path(),
+				Conf: configJSON(t, []map[string]any{mapping(10000+i, 80, "tcp", "")}, prev, nil)})
 			errs <- cerr
 		}(i)
 	}
@@ -528,8 +516,8 @@ func TestConcurrentAdds(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			prev := prevResult(tp.c1.Path(), fmt.Sprintf("10.88.0.%d/24", 200+i))
-			_, cerr := tp.run(call{verb: "ADD", cid: fmt.Sprintf("racer%d", i), netns: tp.c1.Path(),
-				conf: configJSON(t, []map[string]any{mapping(20000, 80, "tcp", "")}, prev, nil)})
+			_, cerr := tp.host.Invoke(plugintest.Call{Verb: "ADD", ContainerID: fmt.Sprintf("racer%d", i), Netns: tp.c1.Path(),
+				Conf: configJSON(t, []map[string]any{mapping(20000, 80, "tcp", "")}, prev, nil)})
 			errs <- cerr
 		}(i)
 	}
