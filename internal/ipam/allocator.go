@@ -106,9 +106,10 @@ func (al *Allocator) Allocate(att Attachment, requested []netip.Addr) ([]Lease, 
 			indexed = append(indexed, a)
 		}
 	}
-	if err := al.Store.writeIndex(att, indexed); err != nil {
-		return fail(err)
-	}
+	// Best effort, as the reservations are complete without it: an
+	// attachment without an entry (a file system without symbolic links, say)
+	// is only found by reading the directory, as the reference finds all.
+	al.Store.writeIndex(att, indexed)
 	return leases, nil
 }
 

@@ -432,3 +432,30 @@ func TestReferenceDelOfIndexedAllocation(t *testing.T) {
 		t.Errorf("reading through the entry: %q, %v; want the reservation's content", data, err)
 	}
 }
+
+// TestIndexMergesRequested: an ADD with a requested address is not checked
+// for duplicates, as in the reference; the attachment then holds two
+// addresses of one set, its index entry lists both, and DEL releases both.
+func TestIndexMergesRequested(t *testing.T) {
+	al := newAllocator(t, "10.0.0.0/24")
+	c1 := Attachment{"c1", "eth0"}
+	if _, err := al.Allocate(c1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := al.Allocate(c1, addrs("10.0.0.5")); err != nil {
+		t.Fatal(err)
+	}
+	if got := indexOf(t, al.Store.Dir(), c1); got != "10.0.0.5,10.0.0.2" {
+		t.Errorf("index entry %q", got)
+	}
+	listings := al.Store.listings
+	if err := al.Release(c1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if al.Store.listings != listings {
+		t.Errorf("DEL read the directory")
+	}
+	if left := dirNames(t, al.Store.Dir()); left != "" {
+		t.Errorf("left %s", left)
+	}
+}
