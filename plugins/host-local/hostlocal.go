@@ -2,8 +2,8 @@
 // configured ranges and records them in files under a data directory, in the
 // reference plugin's format, so that cnikit and reference plugins can share a
 // node's state. Beyond the reference it garbage-collects (GC), reports
-// exhaustion (STATUS), writes its files crash-safely, and releases on DEL
-// without reading the whole directory when the request carries prevResult.
+// exhaustion (STATUS), writes its files crash-safely, and keeps an index entry
+// per attachment so that ADD, CHECK and DEL do not read the whole directory.
 package hostlocal
 
 import (
