@@ -128,15 +128,20 @@ func (h *Host) MustAdd(c Call) (*cni.Result, []byte) {
 // would (invoke.Exec), and returns its output. The call's Plugin is not
 // used, and its Path, when empty, is the binary's own directory rather than
 // Defaults.Path: a binary finds the plugins installed next to it.
+// NetnsOverride sets CNI_NETNS_OVERRIDE=1.
 func (h *Host) Exec(binary string, c Call) ([]byte, error) {
 	if c.Path == "" {
 		c.Path = filepath.Dir(binary)
 	}
 	c = h.withDefaults(c)
+	environ := c.env().Environ(os.Environ())
+	if c.NetnsOverride {
+		environ = append(environ, "CNI_NETNS_OVERRIDE=1")
+	}
 	var out []byte
 	err := h.NS.NS.Do(func() error {
 		var err error
-		out, err = invoke.Exec(context.Background(), binary, c.Conf, c.env().Environ(os.Environ()), os.Stderr)
+		out, err = invoke.Exec(context.Background(), binary, c.Conf, environ, os.Stderr)
 		return err
 	})
 	return out, err
