@@ -1,9 +1,6 @@
 package firewall
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,19 +17,7 @@ func TestBinary(t *testing.T) {
 	c := e.attach(n, "c1")
 	run := func(verb string, stdin []byte) string {
 		t.Helper()
-		var out bytes.Buffer
-		e.host.Do(func() error {
-			cmd := exec.Command(bin)
-			cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+c.cid, "CNI_NETNS="+c.ns.Path(),
-				"CNI_IFNAME=eth0", "CNI_PATH="+filepath.Dir(bin))
-			cmd.Stdin = bytes.NewReader(stdin)
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("firewall %s: %v\n%s", verb, err, out.String())
-			}
-			return nil
-		})
-		return out.String()
+		return string(e.host.MustExec(bin, plugintest.Call{Verb: verb, ContainerID: c.cid, Netns: c.ns.Path(), Conf: stdin}))
 	}
 	if out := run("VERSION", []byte(`{"cniVersion":"0.4.0"}`)); !strings.Contains(out, `"0.4.0"`) || !strings.Contains(out, `"1.1.0"`) {
 		t.Errorf("VERSION: %s", out)

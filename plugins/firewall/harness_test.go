@@ -1,8 +1,8 @@
 package firewall
 
 import (
-	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,11 +17,10 @@ import (
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
-	"github.com/cnikit/cnikit/invoke"
-	"github.com/cnikit/cnikit/skel"
 
 	// The tests attach containers with the bridge plugin, which delegates
 	// to host-local; both run in-process (CNI_PATH links to the test binary).
+	"github.com/cnikit/cnikit/internal/plugintest"
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/loopback"
@@ -39,9 +38,8 @@ const (
 // processes, and D-Bus points nowhere unless a test starts firewalld.
 type env struct {
 	t         testing.TB
-	host      *nstest.NS
+	host      *plugintest.Host
 	outsideNS *nstest.NS
-	cniPath   string
 	dataDir   string
 	stateDir  string
 	spawnLog  string
@@ -49,16 +47,9 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	nstest.RequireRoot(t)
-	e := &env{t: t, host: nstest.New(t), dataDir: t.TempDir(), stateDir: t.TempDir()}
-	e.cniPath = t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(self, filepath.Join(e.cniPath, "host-local")); err != nil {
-		t.Fatal(err)
-	}
+	host := plugintest.NewHost(t, "firewall")
+	host.Defaults.Path = plugintest.InProcessPath(t, "host-local")
+	e := &env{t: t, host: host, dataDir: t.TempDir(), stateDir: t.TempDir()}
 	e.installRestoreWrappers()
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "no-bus.sock"))
 	return e
@@ -110,7 +101,7 @@ func (e *env) spawned() (v4, v6 int) {
 func (e *env) connectOutside() {
 	// No DAD: tentative link-local addresses delay the first neighbour
 	// discovery by a second, longer than a probe waits.
-	for _, ns := range []*nstest.NS{e.host, e.outsideNS} {
+	for _, ns := range []*nstest.NS{e.host.NS, e.outsideNS} {
 		ns.Do(func() error {
 			for _, conf := range []string{"all", "default"} {
 				if err := link.SetSysctl("net/ipv6/conf/"+conf+"/accept_dad", "0"); err != nil {
@@ -193,20 +184,7 @@ type container struct {
 
 // invoke runs one verb of plugin in the host namespace, as a runtime would.
 func (e *env) invoke(plugin, verb, cid, netnsPath string, conf []byte) ([]byte, *cni.Error) {
-	p, ok := skel.Lookup(plugin)
-	if !ok {
-		e.t.Fatalf("%s is not registered", plugin)
-	}
-	var out []byte
-	var cerr *cni.Error
-	e.host.Do(func() error {
-		out, cerr = skel.Invoke(context.Background(), p, &skel.Args{
-			Env:       invoke.Env{Command: verb, ContainerID: cid, Netns: netnsPath, IfName: "eth0", Path: e.cniPath},
-			StdinData: conf,
-		})
-		return nil
-	})
-	return out, cerr
+	return e.host.Invoke(plugintest.Call{Plugin: plugin, Verb: verb, ContainerID: cid, Netns: netnsPath, Conf: conf})
 }
 
 func mustJSON(t testing.TB, v any) []byte {
@@ -219,14 +197,8 @@ func mustJSON(t testing.TB, v any) []byte {
 }
 
 func (e *env) bridgeConf(n network) []byte {
-	var ranges [][]map[string]string
-	for _, s := range n.subnets {
-		ranges = append(ranges, []map[string]string{{"subnet": s}})
-	}
-	return mustJSON(e.t, map[string]any{
-		"cniVersion": "1.1.0", "name": n.name, "type": "bridge", "bridge": n.bridge, "isDefaultGateway": true,
-		"ipam": map[string]any{"type": "host-local", "ranges": ranges, "dataDir": e.dataDir},
-	})
+	return plugintest.Conf(e.t, "bridge", n.name, map[string]any{"bridge": n.bridge, "isDefaultGateway": true,
+		"ipam": plugintest.HostLocal(e.dataDir, n.subnets...)})
 }
 
 // attach creates a container namespace and attaches it with the bridge
@@ -251,14 +223,12 @@ func (e *env) attach(n network, cid string) *container {
 
 // fwConf is the firewall's configuration for n, with prevResult when given.
 func (e *env) fwConf(n network, prevResult []byte) []byte {
-	m := map[string]any{"cniVersion": "1.1.0", "name": n.name, "type": "firewall", "stateDir": e.stateDir}
-	for k, v := range n.fw {
-		m[k] = v
-	}
+	keys := map[string]any{"stateDir": e.stateDir}
+	maps.Copy(keys, n.fw)
 	if prevResult != nil {
-		m["prevResult"] = json.RawMessage(prevResult)
+		keys["prevResult"] = json.RawMessage(prevResult)
 	}
-	return mustJSON(e.t, m)
+	return plugintest.Conf(e.t, "firewall", n.name, keys)
 }
 
 // fw runs a firewall verb for container c of network n; withPrev sends the

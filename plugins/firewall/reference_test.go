@@ -1,10 +1,8 @@
 package firewall
 
 import (
-	"bytes"
 	"encoding/json"
-	"os"
-	"os/exec"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,22 +24,10 @@ func (e *env) runReference(t *testing.T, verb string, n network, c *container) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := map[string]any{"cniVersion": "1.0.0", "name": n.name, "type": "firewall", "prevResult": json.RawMessage(prev)}
-	for k, v := range n.fw {
-		conf[k] = v
-	}
-	var out bytes.Buffer
-	e.host.Do(func() error {
-		cmd := exec.Command(filepath.Join(plugintest.ReferenceDir, "firewall"))
-		cmd.Env = append(os.Environ(), "CNI_COMMAND="+verb, "CNI_CONTAINERID="+c.cid, "CNI_NETNS="+c.ns.Path(),
-			"CNI_IFNAME=eth0", "CNI_PATH="+plugintest.ReferenceDir, "CNI_NETNS_OVERRIDE=1")
-		cmd.Stdin = bytes.NewReader(mustJSON(t, conf))
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("reference firewall %s: %v\n%s", verb, err, out.String())
-		}
-		return nil
-	})
+	keys := map[string]any{"cniVersion": "1.0.0", "prevResult": json.RawMessage(prev)}
+	maps.Copy(keys, n.fw)
+	e.host.MustExec(filepath.Join(plugintest.ReferenceDir, "firewall"), plugintest.Call{Verb: verb, ContainerID: c.cid,
+		Netns: c.ns.Path(), Conf: plugintest.Conf(t, "firewall", n.name, keys), NetnsOverride: true})
 }
 
 // TestReferenceRulesUnderstood: rules the reference plugin's iptables
