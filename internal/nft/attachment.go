@@ -255,7 +255,7 @@ func (c *Conn) checkMasquerade(r AttachmentRules) error {
 		return errors.Join(err, fmt.Errorf("nftables chain inet %s %s is missing or was changed (GC restores it)", TableName, MasqueradeChain))
 	}
 	for _, t := range masqTargets(r.Network, r.Addrs) {
-		set, key := mapFor(t.ip)
+		set, key := familyMap(t.ip, masqMap4, masqMap6)
 		held, found, err := lookupElement(unix.NFPROTO_INET, TableName, set.Name, key)
 		switch {
 		case err != nil:

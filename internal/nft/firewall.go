@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -102,13 +103,6 @@ func (e FirewallElement) Bridge() string {
 
 // IsolationChain names the chain of an isolating bridge.
 func IsolationChain(bridge string) string { return isolationPrefix + bridge }
-
-func fwMapFor(ip net.IP) (*nftables.Set, []byte) {
-	if v4 := ip.To4(); v4 != nil {
-		return fwMap4, []byte(v4)
-	}
-	return fwMap6, []byte(ip.To16())
-}
 
 // ctStateMask are the established and related bits of ct state.
 var ctStateMask = binaryutil.NativeEndian.PutUint32(uint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED))
@@ -257,7 +251,7 @@ func (c *Conn) AddFirewallEntries(a Attachment, addrs []net.IP, iso *Isolation) 
 	jump := &expr.Verdict{Kind: expr.VerdictJump, Chain: target}
 	elems := map[*nftables.Set][]nftables.SetElement{}
 	for _, ip := range addrs {
-		set, key := fwMapFor(ip)
+		set, key := familyMap(ip, fwMap4, fwMap6)
 		elems[set] = append(elems[set], nftables.SetElement{Key: key, VerdictData: jump, Comment: comment})
 	}
 	for set, list := range elems {
@@ -326,7 +320,7 @@ func (c *Conn) DelFirewallOf(a Attachment) ([]FirewallElement, error) {
 func (c *Conn) queueFirewallDelete(elems []FirewallElement) error {
 	keys := map[*nftables.Set][]nftables.SetElement{}
 	for _, e := range elems {
-		set, key := fwMapFor(e.IP)
+		set, key := familyMap(e.IP, fwMap4, fwMap6)
 		keys[set] = append(keys[set], nftables.SetElement{Key: key})
 	}
 	for set, list := range keys {
@@ -434,42 +428,14 @@ func (c *Conn) GCFirewall(network string, keep KeepSet) ([]FirewallElement, erro
 // FindFirewall returns the attachment's elements, found by their comment.
 func (c *Conn) FindFirewall(a Attachment) ([]FirewallElement, error) {
 	elems, err := c.ListFirewall()
-	if err != nil {
-		return nil, err
-	}
 	key := a.Key()
-	var mine []FirewallElement
-	for _, e := range elems {
-		if strings.HasPrefix(e.Comment, key) {
-			mine = append(mine, e)
-		}
-	}
-	return mine, nil
+	return slices.DeleteFunc(elems, func(e FirewallElement) bool { return !strings.HasPrefix(e.Comment, key) }), err
 }
 
 // ListFirewall returns every element of both firewall maps; none when the
 // table does not exist.
 func (c *Conn) ListFirewall() ([]FirewallElement, error) {
-	var out []FirewallElement
-	for _, m := range []*nftables.Set{fwMap4, fwMap6} {
-		elems, err := c.nft.GetSetElements(m)
-		if IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing nftables map %s %s: %w", TableName, m.Name, err)
-		}
-		for _, e := range elems {
-			fe := FirewallElement{IP: net.IP(append([]byte(nil), e.Key...)), Comment: e.Comment}
-			if e.VerdictData != nil {
-				fe.Chain = e.VerdictData.Chain
-			} else {
-				fe.Chain = verdictChain(e.Val)
-			}
-			out = append(out, fe)
-		}
-	}
-	return out, nil
+	return listAddrVerdicts[FirewallElement](c, fwMap4, fwMap6)
 }
 
 // firewallBaseRules is the number of rules of the base chain.

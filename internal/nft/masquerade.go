@@ -3,6 +3,7 @@ package nft
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -77,14 +78,6 @@ type MasqElement struct {
 // SubnetChain names the chain that masquerades traffic of network's subnet.
 func SubnetChain(network string, subnet *net.IPNet) string {
 	return masqSubnetPrefix + NetworkKey(network) + "-" + hash16(subnet.String())
-}
-
-// mapFor returns the map holding ip and ip's key bytes.
-func mapFor(ip net.IP) (*nftables.Set, []byte) {
-	if v4 := ip.To4(); v4 != nil {
-		return masqMap4, []byte(v4)
-	}
-	return masqMap6, []byte(ip.To16())
 }
 
 // masqTarget is an address to masquerade and the chain of its subnet.
@@ -247,7 +240,7 @@ func (c *Conn) queueMasqueradeEntries(a Attachment, targets []masqTarget) error 
 	comment := a.Comment()
 	adds, dels := map[*nftables.Set][]nftables.SetElement{}, map[*nftables.Set][]nftables.SetElement{}
 	for _, t := range targets {
-		set, key := mapFor(t.ip)
+		set, key := familyMap(t.ip, masqMap4, masqMap6)
 		held, found, err := lookupElement(unix.NFPROTO_INET, TableName, set.Name, key)
 		if err != nil {
 			return fmt.Errorf("looking up the masquerade of %s: %w", t.ip, err)
@@ -307,7 +300,7 @@ func (c *Conn) delMasqueradeOf(a Attachment) (int, error) {
 func (c *Conn) queueMasqDelete(elems []MasqElement) error {
 	keys := map[*nftables.Set][]nftables.SetElement{}
 	for _, e := range elems {
-		set, key := mapFor(e.IP)
+		set, key := familyMap(e.IP, masqMap4, masqMap6)
 		keys[set] = append(keys[set], nftables.SetElement{Key: key})
 	}
 	for _, set := range []*nftables.Set{masqMap4, masqMap6} {
@@ -324,42 +317,14 @@ func (c *Conn) queueMasqDelete(elems []MasqElement) error {
 // findMasquerade returns the attachment's elements, found by their comment.
 func (c *Conn) findMasquerade(a Attachment) ([]MasqElement, error) {
 	elems, err := c.ListMasquerade()
-	if err != nil {
-		return nil, err
-	}
 	key := a.Key()
-	var mine []MasqElement
-	for _, e := range elems {
-		if strings.HasPrefix(e.Comment, key) {
-			mine = append(mine, e)
-		}
-	}
-	return mine, nil
+	return slices.DeleteFunc(elems, func(e MasqElement) bool { return !strings.HasPrefix(e.Comment, key) }), err
 }
 
 // ListMasquerade returns every element of both masquerade maps; none when the
 // table does not exist.
 func (c *Conn) ListMasquerade() ([]MasqElement, error) {
-	var out []MasqElement
-	for _, m := range []*nftables.Set{masqMap4, masqMap6} {
-		elems, err := c.nft.GetSetElements(m)
-		if IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("listing nftables map %s %s: %w", TableName, m.Name, err)
-		}
-		for _, e := range elems {
-			me := MasqElement{IP: net.IP(append([]byte(nil), e.Key...)), Comment: e.Comment}
-			if e.VerdictData != nil {
-				me.Chain = e.VerdictData.Chain
-			} else {
-				me.Chain = verdictChain(e.Val)
-			}
-			out = append(out, me)
-		}
-	}
-	return out, nil
+	return listAddrVerdicts[MasqElement](c, masqMap4, masqMap6)
 }
 
 // gcMasquerade queues the deletion of network's elements (of elems, the
