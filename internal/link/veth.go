@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -106,13 +108,19 @@ func CreateVeth(h *netlink.Handle, containerHas func(name string) bool, opts Vet
 	}
 }
 
-// WaitOperUp polls the link at index until its operational state is up (or
-// unknown, which virtual links without carrier reporting show), for at most
-// timeout, starting with a tiny interval since the state usually settles in
-// well under a millisecond. It returns the link as last seen.
+// WaitOperUp waits until the link at index is operationally up (or unknown,
+// which virtual links without carrier reporting show), for at most timeout,
+// and returns the link as last seen. It listens for the kernel's link
+// notifications rather than polling, so it returns as soon as the state
+// changes: next to a thousand bridge ports that takes a few milliseconds,
+// which a polling interval would overshoot.
 func WaitOperUp(h *netlink.Handle, index int, timeout time.Duration) (netlink.Link, error) {
 	deadline := time.Now().Add(timeout)
-	interval := 100 * time.Microsecond
+	// Subscribe first, then look: a change between the two is not missed.
+	events, subErr := subscribeLinkEvents()
+	if subErr == nil {
+		defer unix.Close(events)
+	}
 	for {
 		link, err := h.LinkByIndex(index)
 		if err != nil {
@@ -122,12 +130,70 @@ func WaitOperUp(h *netlink.Handle, index int, timeout time.Duration) (netlink.Li
 		if state == netlink.OperUp || state == netlink.OperUnknown {
 			return link, nil
 		}
-		if time.Now().After(deadline) {
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
 			return link, fmt.Errorf("link %q is %s, not up, after %v", link.Attrs().Name, state, timeout)
 		}
-		time.Sleep(interval)
-		if interval < 20*time.Millisecond {
-			interval *= 2
+		if subErr != nil {
+			time.Sleep(min(remaining, time.Millisecond)) // no notifications: poll
+			continue
+		}
+		waitLinkEvent(events, index, remaining)
+	}
+}
+
+// subscribeLinkEvents opens a netlink socket, in the calling thread's
+// namespace, that receives link notifications (RTNLGRP_LINK).
+func subscribeLinkEvents() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// waitLinkEvent blocks until a notification about the link at index arrives
+// on fd, or for at most timeout. What the notification says is not parsed:
+// the caller looks the link up again.
+func waitLinkEvent(fd, index int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 16<<10)
+	for {
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ms := int(remaining / time.Millisecond)
+		if ms == 0 {
+			ms = 1
+		}
+		if n, err := unix.Poll(pfd, ms); err != nil && err != unix.EINTR || n == 0 {
+			return
+		}
+		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		if err != nil {
+			if err == unix.EAGAIN || err == unix.EINTR {
+				continue
+			}
+			return // ENOBUFS and the like: look the link up again
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
+				continue
+			}
+			info := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
+			if int(info.Index) == index {
+				return
+			}
 		}
 	}
 }
