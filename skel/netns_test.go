@@ -3,10 +3,12 @@ package skel
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/invoke"
 )
 
 // TestOwnNetnsRefused runs the plugin inside a throw-away "host" namespace and
@@ -65,6 +67,42 @@ func TestOwnNetnsRefused(t *testing.T) {
 			}
 			if len(rec.calls) != 0 {
 				t.Errorf("plugin called before the refusal: %v", rec.calls)
+			}
+		})
+	}
+}
+
+// TestOpenNetns: a namespace that does not exist is code 3, a path that is no
+// namespace code 4, both naming the plugin and the path; a namespace opens.
+func TestOpenNetns(t *testing.T) {
+	container := nstest.New(t)
+	notNetns := filepath.Join(t.TempDir(), "plain-file")
+	if err := os.WriteFile(notNetns, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		netns string
+		code  cni.Code // 0: it opens
+		msg   string
+	}{
+		{"a namespace", container.Path(), 0, ""},
+		{"missing", "/nonexistent/netns", cni.CodeUnknownContainer, `demo: network namespace "/nonexistent/netns" does not exist`},
+		{"not a namespace", notNetns, cni.CodeInvalidEnvironment, `demo: network namespace "` + notNetns + `": `},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := &Args{Env: invoke.Env{Netns: tc.netns}, pluginName: "demo"}
+			ns, err := args.OpenNetns()
+			if tc.code == 0 {
+				if err != nil {
+					t.Fatalf("OpenNetns: %v", err)
+				}
+				ns.Close()
+				return
+			}
+			if cerr := cni.AsError(err); cerr == nil || cerr.Code != tc.code || !strings.HasPrefix(cerr.Msg, tc.msg) {
+				t.Errorf("OpenNetns: %v, want code %d and a message starting %q", err, tc.code, tc.msg)
 			}
 		})
 	}

@@ -51,6 +51,30 @@ type Args struct {
 	pluginName string
 }
 
+// OpenNetns opens the container's namespace, CNI_NETNS, for a verb that
+// works inside it; a failure gets its code from NetnsError.
+func (a *Args) OpenNetns() (*netns.NS, error) {
+	ns, err := netns.Open(a.Netns)
+	if err != nil {
+		return nil, a.NetnsError(err)
+	}
+	return ns, nil
+}
+
+// NetnsError gives a failure to open or enter CNI_NETNS the spec's code: 3
+// (unknown container) when the namespace does not exist, 4 (invalid
+// environment) otherwise, in a message naming the plugin and the path.
+func (a *Args) NetnsError(err error) error {
+	prefix := ""
+	if a.pluginName != "" {
+		prefix = a.pluginName + ": "
+	}
+	if errors.Is(err, netns.ErrNotExist) {
+		return cni.Errorf(cni.CodeUnknownContainer, "%snetwork namespace %q does not exist", prefix, a.Netns)
+	}
+	return cni.Errorf(cni.CodeInvalidEnvironment, "%snetwork namespace %q: %v", prefix, a.Netns, err)
+}
+
 // Plugin is a CNI plugin: its name, and one function per verb. A nil function
 // makes that verb a successful no-op; for ADD that means printing prevResult
 // unchanged (or an empty result without one), as the spec asks of a plugin that
