@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,36 @@ func TestBadConfigs(t *testing.T) {
 	}
 	if out := e.host.MustRun("nft", "list", "ruleset"); strings.TrimSpace(out) != "" {
 		t.Errorf("bad configurations created nftables objects:\n%s", out)
+	}
+}
+
+// TestBadEnvironment: an ADD into a namespace that does not exist is code 3,
+// and one whose interface name the container already uses is code 4; both
+// leave no host link behind (the bridge made for the second goes again).
+func TestBadEnvironment(t *testing.T) {
+	e := newEnv(t)
+	taken := nstest.New(t)
+	taken.MustRun("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
+	cases := []struct {
+		name  string
+		netns string
+		code  cni.Code
+		msg   string
+	}{
+		{"netns missing", "/nonexistent/netns", cni.CodeUnknownContainer, `bridge: network namespace "/nonexistent/netns" does not exist`},
+		{"interface exists in the container", taken.Path(), cni.CodeInvalidEnvironment, `container interface "eth0"`},
+	}
+	before := e.host.LinkNames()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cerr := e.host.Invoke(plugintest.Call{Verb: "ADD", Conf: e.conf("badenv", nil, nil), Netns: tc.netns})
+			if cerr == nil || cerr.Code != tc.code || !strings.Contains(cerr.Msg, tc.msg) {
+				t.Errorf("ADD: %v, want code %d containing %q", cerr, tc.code, tc.msg)
+			}
+		})
+	}
+	if after := e.host.LinkNames(); !slices.Equal(after, before) {
+		t.Errorf("host links %v -> %v", before, after)
 	}
 }
 
