@@ -18,7 +18,6 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
-	"github.com/cnikit/cnikit/netns"
 	"github.com/cnikit/cnikit/skel"
 )
 
@@ -45,9 +44,9 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	containerNS, err := netns.Open(args.Netns)
+	containerNS, err := args.OpenNetns()
 	if err != nil {
-		return nil, netnsError(err, args.Netns)
+		return nil, err
 	}
 	defer containerNS.Close()
 
@@ -78,7 +77,7 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 		return nil, err
 	}
 
-	hostVeth, err := link.CreateVeth(h, func(name string) bool { return containerHasLink(containerNS, name) }, link.VethOptions{
+	hostVeth, err := link.CreateVeth(h, link.ContainerHas(containerNS.Fd()), link.VethOptions{
 		ContainerNS: containerNS.Fd(), ContainerName: args.IfName, MTU: n.MTU,
 	})
 	if err != nil {
@@ -188,23 +187,4 @@ func families(ips []net.IP) []int {
 		out = append(out, 6)
 	}
 	return out
-}
-
-// containerHasLink reports whether the container has an interface called name.
-func containerHasLink(ns *netns.NS, name string) bool {
-	found := false
-	_ = ns.Do(func() error {
-		_, err := netlink.LinkByName(name)
-		found = err == nil
-		return nil
-	})
-	return found
-}
-
-// netnsError gives a missing namespace the spec's "unknown container" code.
-func netnsError(err error, path string) error {
-	if errors.Is(err, netns.ErrNotExist) {
-		return cni.Errorf(cni.CodeUnknownContainer, "ptp: network namespace %q does not exist", path)
-	}
-	return cni.Errorf(cni.CodeInvalidEnvironment, "ptp: network namespace %q: %v", path, err)
 }

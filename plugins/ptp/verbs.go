@@ -205,7 +205,7 @@ func check(ctx context.Context, args *skel.Args) error {
 	})
 	if err != nil {
 		if errors.Is(err, netns.ErrNotExist) {
-			return netnsError(err, args.Netns)
+			return args.NetnsError(err)
 		}
 		return fmt.Errorf("ptp: %w", err)
 	}
