@@ -11,6 +11,8 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/cnikit/cnikit/cni"
 )
 
 // commentMax is the longest comment kept, as the reference plugins (knftables)
@@ -64,6 +66,16 @@ func NewKeepSet(network string, keep []Attachment) KeepSet {
 		set[a.Key()] = true
 	}
 	return set
+}
+
+// KeepValid is the KeepSet of a GC request: the attachments of conf's
+// network that its cni.dev/valid-attachments lists.
+func KeepValid(conf *cni.PluginConf) KeepSet {
+	var keep []Attachment
+	for _, a := range conf.GCValidAttachments() {
+		keep = append(keep, Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
+	}
+	return NewKeepSet(conf.Name, keep)
 }
 
 // Stale reports whether key (an Attachment.Key, possibly followed by more

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
 )
 
@@ -346,6 +347,28 @@ func TestKeepSetStale(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := keep.Stale("net1", tc.key); got != tc.want {
 				t.Errorf("Stale(%q) = %v, want %v", tc.key, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestKeepValid: a GC request keeps the attachments it lists, under either
+// name of the list, in its own network only.
+func TestKeepValid(t *testing.T) {
+	listed := []cni.GCAttachment{{ContainerID: "c1", IfName: "eth0"}}
+	kept := Attachment{Network: "net1", ContainerID: "c1", IfName: "eth0"}
+	gone := Attachment{Network: "net1", ContainerID: "c1", IfName: "eth1"}
+	for _, tc := range []struct {
+		name string
+		conf cni.PluginConf
+	}{
+		{"cni.dev/valid-attachments", cni.PluginConf{Name: "net1", ValidAttachments: listed}},
+		{"cni.dev/attachments", cni.PluginConf{Name: "net1", LegacyAttachments: listed}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keep := KeepValid(&tc.conf)
+			if keep.Stale("net1", kept.Key()) || !keep.Stale("net1", gone.Key()) || len(keep) != 1 {
+				t.Errorf("KeepValid = %v: keeps %s %v, keeps %s %v", keep, kept.Key(), !keep.Stale("net1", kept.Key()), gone.Key(), !keep.Stale("net1", gone.Key()))
 			}
 		})
 	}
