@@ -276,11 +276,7 @@ func gc(ctx context.Context, args *skel.Args) error {
 			errs = append(errs, err)
 		}
 	}
-	var keepList []nft.Attachment
-	for _, a := range n.GCValidAttachments() {
-		keepList = append(keepList, nft.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
-	}
-	keep := nft.NewKeepSet(n.Name, keepList)
+	keep := nft.KeepValid(&n.PluginConf)
 	conn, err := nft.Open()
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("bridge: %w", err))...)

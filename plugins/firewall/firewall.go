@@ -261,11 +261,7 @@ func gc(ctx context.Context, args *skel.Args) error {
 	if err != nil {
 		return err
 	}
-	var keepList []nft.Attachment
-	for _, v := range c.GCValidAttachments() {
-		keepList = append(keepList, nft.Attachment{ContainerID: v.ContainerID, IfName: v.IfName})
-	}
-	keep := nft.NewKeepSet(c.Name, keepList)
+	keep := nft.KeepValid(&c.PluginConf)
 	var errs []error
 	for _, name := range []string{backendNftables, backendIptables, backendFirewalld} {
 		if err := c.backendNamed(name).gc(ctx, c.Name, keep); err != nil {

@@ -336,11 +336,7 @@ func gc(ctx context.Context, args *skel.Args) error {
 	if err != nil {
 		return err
 	}
-	var keepList []nft.Attachment
-	for _, a := range c.GCValidAttachments() {
-		keepList = append(keepList, nft.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
-	}
-	keep := nft.NewKeepSet(c.Name, keepList)
+	keep := nft.KeepValid(&c.PluginConf)
 	var errs []error
 	conn, err := nft.Open()
 	if err != nil {

@@ -293,11 +293,7 @@ func gc(ctx context.Context, args *skel.Args) error {
 	if _, err := skel.Delegate(ctx, args, "GC", n.IPAM.Type, args.StdinData); err != nil {
 		errs = append(errs, err)
 	}
-	var keepList []nft.Attachment
-	for _, a := range n.GCValidAttachments() {
-		keepList = append(keepList, nft.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
-	}
-	keep := nft.NewKeepSet(n.Name, keepList)
+	keep := nft.KeepValid(&n.PluginConf)
 	if conn, err := nft.Open(); err != nil {
 		errs = append(errs, fmt.Errorf("ptp: %w", err))
 	} else {
