@@ -327,6 +327,40 @@ func hasForwardChain() bool {
 // by the addresses prevResult gives) and reports whether there were any, then the isolation of each bridge
 // they held when no container rule that could be on it is left.
 func (b iptablesBackend) del(ctx context.Context, a *attachment) (found bool, err error) {
+	return b.pruneForward(ctx, func(f iptables.Family) string { return fmt.Sprintf("%s rules of %s", f, a) },
+		func(f iptables.Family, t *iptables.Table, fwd *iptables.Chain) (gone map[int]bool, bridges map[string]bool) {
+			bridges = map[string]bool{}
+			if a.Isolation != nil {
+				bridges[a.Isolation.Bridge] = true
+			}
+			gone = map[int]bool{}
+			for i, r := range fwd.Rules {
+				if r.Opaque || !strings.HasPrefix(r.Comment, a.Key()) {
+					continue
+				}
+				gone[i] = true
+				if br := bridgeOfComment(r.Comment); br != "" {
+					bridges[br] = true
+				}
+			}
+			for _, ip := range ipsOf(f, a.IPs) {
+				for _, r := range referenceRules(ip) {
+					if i := ruleIndex(fwd, sameRule(r)); i >= 0 {
+						gone[i] = true
+					}
+				}
+			}
+			return gone, bridges
+		})
+}
+
+// pruneForward is the work of DEL and GC, under the lock, in each family
+// whose CNI-FORWARD exists: it deletes the chain's rules that pick marks (by
+// index), then the isolation rules of those of pick's candidate bridges that
+// no remaining container rule may need, in one restore. It reports whether
+// pick marked any rule; an error names the rules with describe.
+func (b iptablesBackend) pruneForward(ctx context.Context, describe func(iptables.Family) string,
+	pick func(f iptables.Family, t *iptables.Table, fwd *iptables.Chain) (gone map[int]bool, bridges map[string]bool)) (found bool, err error) {
 	if !hasForwardChain() {
 		return false, nil
 	}
@@ -346,28 +380,8 @@ func (b iptablesBackend) del(ctx context.Context, a *attachment) (found bool, er
 		if fwd == nil {
 			continue
 		}
+		gone, bridges := pick(f, t, fwd)
 		s := iptables.NewScript(filterTable)
-		bridges := map[string]bool{}
-		if a.Isolation != nil {
-			bridges[a.Isolation.Bridge] = true
-		}
-		gone := map[int]bool{}
-		for i, r := range fwd.Rules {
-			if r.Opaque || !strings.HasPrefix(r.Comment, a.Key()) {
-				continue
-			}
-			gone[i] = true
-			if br := bridgeOfComment(r.Comment); br != "" {
-				bridges[br] = true
-			}
-		}
-		for _, ip := range ipsOf(f, a.IPs) {
-			for _, r := range referenceRules(ip) {
-				if i := ruleIndex(fwd, sameRule(r)); i >= 0 {
-					gone[i] = true
-				}
-			}
-		}
 		for i := range fwd.Rules {
 			if gone[i] {
 				s.Delete(forwardChain, fwd.Rules[i])
@@ -376,7 +390,7 @@ func (b iptablesBackend) del(ctx context.Context, a *attachment) (found bool, er
 		}
 		releaseBridges(t, s, bridges, gone)
 		if err := iptables.Restore(ctx, f, s); err != nil {
-			errs = append(errs, fmt.Errorf("removing %s rules of %s: %w", f, a, err))
+			errs = append(errs, fmt.Errorf("removing %s: %w", describe(f), err))
 		}
 	}
 	return found, errors.Join(errs...)
@@ -463,49 +477,27 @@ func (b iptablesBackend) check(_ context.Context, a *attachment) error {
 // gc removes the network's cnikit rules whose attachment is not kept, and
 // the isolation rules of bridges no container rule names any more.
 func (b iptablesBackend) gc(ctx context.Context, network string, keep nft.KeepSet) error {
-	if !hasForwardChain() {
-		return nil
-	}
-	unlock, err := b.lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	prefix := nft.NetworkKey(network) + "-"
-	var errs []error
-	for _, f := range []iptables.Family{iptables.IPv4, iptables.IPv6} {
-		t, err := b.readFilter(f)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		fwd := t.Chain(forwardChain)
-		if fwd == nil {
-			continue
-		}
-		s := iptables.NewScript(filterTable)
-		gone := map[int]bool{}
-		for i, r := range fwd.Rules {
-			if !r.Opaque && strings.HasPrefix(r.Comment, prefix) && isCnikitComment(r.Comment) && !keep[r.Comment[:keyLen]] {
-				gone[i] = true
-				s.Delete(forwardChain, r)
-			}
-		}
-		// Every bridge with isolation rules is a candidate.
-		bridges := map[string]bool{}
-		if stage2 := t.Chain(isolationStage2); stage2 != nil {
-			for _, r := range stage2.Rules {
-				if r.OutIface != "" && r.Target == "DROP" && !r.NotOutIface && r.InIface == "" {
-					bridges[r.OutIface] = true
+	_, err := b.pruneForward(ctx, func(f iptables.Family) string { return fmt.Sprintf("stale %s rules of network %q", f, network) },
+		func(f iptables.Family, t *iptables.Table, fwd *iptables.Chain) (gone map[int]bool, bridges map[string]bool) {
+			gone = map[int]bool{}
+			for i, r := range fwd.Rules {
+				if !r.Opaque && strings.HasPrefix(r.Comment, prefix) && isCnikitComment(r.Comment) && !keep[r.Comment[:keyLen]] {
+					gone[i] = true
 				}
 			}
-		}
-		releaseBridges(t, s, bridges, gone)
-		if err := iptables.Restore(ctx, f, s); err != nil {
-			errs = append(errs, fmt.Errorf("removing stale %s rules of network %q: %w", f, network, err))
-		}
-	}
-	return errors.Join(errs...)
+			// Every bridge with isolation rules is a candidate.
+			bridges = map[string]bool{}
+			if stage2 := t.Chain(isolationStage2); stage2 != nil {
+				for _, r := range stage2.Rules {
+					if r.OutIface != "" && r.Target == "DROP" && !r.NotOutIface && r.InIface == "" {
+						bridges[r.OutIface] = true
+					}
+				}
+			}
+			return gone, bridges
+		})
+	return err
 }
 
 // status fails when iptables-restore is missing or the table cannot be read.
