@@ -167,15 +167,9 @@ func check(ctx context.Context, args *skel.Args) error {
 	}
 	var peerIndex int
 	err = netns.DoPath(args.Netns, func() error {
-		l, err := netlink.LinkByName(args.IfName)
+		l, err := link.VerifyContainerVeth(&netlink.Handle{}, args.IfName, contIface.Mac)
 		if err != nil {
-			return fmt.Errorf("container interface %q: %w", args.IfName, err)
-		}
-		if _, ok := l.(*netlink.Veth); !ok {
-			return fmt.Errorf("container interface %q is a %s, not a veth", args.IfName, l.Type())
-		}
-		if contIface.Mac != "" && l.Attrs().HardwareAddr.String() != contIface.Mac {
-			return fmt.Errorf("container interface %q has MAC %s, prevResult says %s", args.IfName, l.Attrs().HardwareAddr, contIface.Mac)
+			return err
 		}
 		peerIndex = l.Attrs().ParentIndex
 		return verifyAddressesAndRoutes(l, wantIPs, r.Routes)

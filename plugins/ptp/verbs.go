@@ -186,18 +186,12 @@ func check(ctx context.Context, args *skel.Args) error {
 
 	var peerIndex int
 	err = netns.DoPath(args.Netns, func() error {
-		l, err := netlink.LinkByName(args.IfName)
+		h := &netlink.Handle{}
+		l, err := link.VerifyContainerVeth(h, args.IfName, contIface.Mac)
 		if err != nil {
-			return fmt.Errorf("container interface %q: %w", args.IfName, err)
-		}
-		if _, ok := l.(*netlink.Veth); !ok {
-			return fmt.Errorf("container interface %q is a %s, not a veth", args.IfName, l.Type())
-		}
-		if contIface.Mac != "" && l.Attrs().HardwareAddr.String() != contIface.Mac {
-			return fmt.Errorf("container interface %q has MAC %s, prevResult says %s", args.IfName, l.Attrs().HardwareAddr, contIface.Mac)
+			return err
 		}
 		peerIndex = l.Attrs().ParentIndex
-		h := &netlink.Handle{}
 		if err := link.VerifyAddresses(h, l, derefAll(p.addrs)); err != nil {
 			return err
 		}
