@@ -2,11 +2,12 @@ package bandwidth
 
 import (
 	"fmt"
-	"github.com/cnikit/cnikit/internal/plugintest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // BenchmarkAddDel measures an in-process ADD followed by its DEL on a veth,

@@ -17,10 +17,10 @@ import (
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
 	"github.com/cnikit/cnikit/internal/nstest"
+	"github.com/cnikit/cnikit/internal/plugintest"
 
 	// The tests attach containers with the bridge plugin, which delegates
 	// to host-local; both run in-process (CNI_PATH links to the test binary).
-	"github.com/cnikit/cnikit/internal/plugintest"
 	_ "github.com/cnikit/cnikit/plugins/bridge"
 	_ "github.com/cnikit/cnikit/plugins/host-local"
 	_ "github.com/cnikit/cnikit/plugins/loopback"

@@ -1,8 +1,9 @@
 package tuning
 
 import (
-	"github.com/cnikit/cnikit/internal/plugintest"
 	"testing"
+
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // BenchmarkAddDel measures an in-process ADD followed by its DEL, the
