@@ -1,7 +1,6 @@
 package loopback
 
 import (
-	"context"
 	"net"
 	"path/filepath"
 	"testing"
@@ -10,17 +9,12 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
-	"github.com/cnikit/cnikit/invoke"
-	"github.com/cnikit/cnikit/skel"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 func invokeVerb(t *testing.T, verb, netnsPath, conf string) ([]byte, *cni.Error) {
 	t.Helper()
-	p, _ := skel.Lookup("loopback")
-	return skel.Invoke(context.Background(), p, &skel.Args{
-		Env:       invoke.Env{Command: verb, ContainerID: "c1", Netns: netnsPath, IfName: "lo"},
-		StdinData: []byte(conf),
-	})
+	return plugintest.Invoke(t, plugintest.Call{Plugin: "loopback", Verb: verb, ContainerID: "c1", Netns: netnsPath, IfName: "lo", Conf: []byte(conf)})
 }
 
 func loUp(t *testing.T, ns *nstest.NS) bool {

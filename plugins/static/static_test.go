@@ -1,7 +1,6 @@
 package static
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,8 +8,7 @@ import (
 	"testing"
 
 	"github.com/cnikit/cnikit/cni"
-	"github.com/cnikit/cnikit/invoke"
-	"github.com/cnikit/cnikit/skel"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // request is one invocation of the plugin: a verb, the configuration keys
@@ -41,18 +39,11 @@ func (r request) stdin(t testing.TB) []byte {
 // run invokes the plugin in-process, as a delegating plugin would.
 func run(t testing.TB, r request) ([]byte, *cni.Error) {
 	t.Helper()
-	p, ok := skel.Lookup("static")
-	if !ok {
-		t.Fatal("static is not registered")
-	}
 	if r.verb == "" {
 		r.verb = "ADD"
 	}
-	return skel.Invoke(context.Background(), p, &skel.Args{
-		Env:           invoke.Env{Command: r.verb, ContainerID: "ctr1", Netns: "/proc/self/ns/net", IfName: "eth0", CNIArgs: r.cniArgs, Path: "/nonexistent"},
-		NetnsOverride: true,
-		StdinData:     r.stdin(t),
-	})
+	return plugintest.Invoke(t, plugintest.Call{Plugin: "static", Verb: r.verb, ContainerID: "ctr1", Netns: "/proc/self/ns/net",
+		IfName: "eth0", CNIArgs: r.cniArgs, Path: "/nonexistent", NetnsOverride: true, Conf: r.stdin(t)})
 }
 
 // ipam builds an ipam section with the given addresses ("cidr" or "cidr gw").
