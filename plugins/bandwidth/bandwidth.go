@@ -16,6 +16,7 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
+	"github.com/cnikit/cnikit/internal/rollback"
 	"github.com/cnikit/cnikit/netns"
 	"github.com/cnikit/cnikit/skel"
 )
@@ -65,14 +66,8 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 	hostIndex := host.Attrs().Index
 	result := c.PrevResult
 
-	var undo []func()
-	defer func() {
-		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
+	var undo rollback.Steps
+	defer undo.OnError(&err)
 	if c.ingress != nil {
 		if err = link.SetRootTBF(hostIndex, *c.ingress); err != nil {
 			return nil, fmt.Errorf("bandwidth: ingress limit on %q: %w", host.Attrs().Name, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/link"
 	"github.com/cnikit/cnikit/internal/nft"
+	"github.com/cnikit/cnikit/internal/rollback"
 	"github.com/cnikit/cnikit/skel"
 )
 
@@ -57,14 +58,8 @@ func add(ctx context.Context, args *skel.Args) (res *cni.Result, err error) {
 	defer h.Close()
 
 	// From here on, a failure removes what was made, in reverse order.
-	var undo []func()
-	defer func() {
-		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-	}()
+	var undo rollback.Steps
+	defer undo.OnError(&err)
 
 	// IPAM first, as the reference does: the addresses decide everything.
 	ipamResult, err := skel.Delegate(ctx, args, "ADD", n.IPAM.Type, args.StdinData)
