@@ -1,14 +1,11 @@
 package bridge
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -165,30 +162,8 @@ func TestTraffic(t *testing.T) {
 	outside.MustRun("ip", "addr", "add", "192.0.2.2/24", "dev", "wan")
 	outside.MustRun("ip", "link", "set", "wan", "up")
 
-	peer := make(chan string, 1)
-	var ln net.Listener
-	outside.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp4", "192.0.2.2:8080")
-		return err
-	})
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			peer <- err.Error()
-			return
-		}
-		peer <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
-		conn.Close()
-	}()
-	c1.Do(func() error {
-		conn, err := net.DialTimeout("tcp4", "192.0.2.2:8080", 5*time.Second)
-		if err != nil {
-			return fmt.Errorf("connecting out: %w", err)
-		}
-		return conn.Close()
-	})
+	peer := outside.AcceptPeer("tcp4", "192.0.2.2:8080")
+	c1.MustDial("tcp4", "192.0.2.2:8080")
 	if got := <-peer; got != "192.0.2.1" {
 		t.Errorf("outside saw the connection from %s, want the host's 192.0.2.1", got)
 	}

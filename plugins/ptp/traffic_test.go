@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/nstest"
@@ -26,41 +25,6 @@ func connectOutside(t *testing.T, e *env) *nstest.NS {
 	outside.MustRun("ip", "addr", "add", "2001:db8:100::2/64", "dev", "downlink", "nodad")
 	outside.MustRun("ip", "link", "set", "downlink", "up")
 	return outside
-}
-
-// peerAddress accepts one TCP connection on addr inside ns and reports the
-// address it came from.
-func peerAddress(t *testing.T, ns *nstest.NS, network, addr string) <-chan string {
-	t.Helper()
-	var ln net.Listener
-	ns.Do(func() error {
-		var err error
-		ln, err = net.Listen(network, addr)
-		return err
-	})
-	t.Cleanup(func() { ln.Close() })
-	peer := make(chan string, 1)
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			peer <- err.Error()
-			return
-		}
-		peer <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
-		conn.Close()
-	}()
-	return peer
-}
-
-func dial(t *testing.T, ns *nstest.NS, network, addr string) {
-	t.Helper()
-	ns.Do(func() error {
-		conn, err := net.DialTimeout(network, addr, 5*time.Second)
-		if err != nil {
-			return fmt.Errorf("connecting to %s: %w", addr, err)
-		}
-		return conn.Close()
-	})
 }
 
 // TestTraffic: two dual-stack containers on one ptp network reach each other
@@ -92,8 +56,8 @@ func TestTraffic(t *testing.T) {
 	}
 
 	// Within the subnet nothing is masqueraded: c2 sees c1's own address.
-	peer := peerAddress(t, c2, "tcp4", net.JoinHostPort(r2.IPs[0].Address.IP.String(), "8080"))
-	dial(t, c1, "tcp4", net.JoinHostPort(r2.IPs[0].Address.IP.String(), "8080"))
+	peer := c2.AcceptPeer("tcp4", net.JoinHostPort(r2.IPs[0].Address.IP.String(), "8080"))
+	c1.MustDial("tcp4", net.JoinHostPort(r2.IPs[0].Address.IP.String(), "8080"))
 	if got := <-peer; got != r1.IPs[0].Address.IP.String() {
 		t.Errorf("c2 saw c1's connection from %s, want %s", got, r1.IPs[0].Address.IP)
 	}
@@ -103,8 +67,8 @@ func TestTraffic(t *testing.T) {
 		{"tcp4", "198.51.100.2:8080", "198.51.100.1"},
 		{"tcp6", "[2001:db8:100::2]:8080", "2001:db8:100::1"},
 	} {
-		peer := peerAddress(t, outside, tc.network, tc.listen)
-		dial(t, c1, tc.network, tc.listen)
+		peer := outside.AcceptPeer(tc.network, tc.listen)
+		c1.MustDial(tc.network, tc.listen)
 		if got := <-peer; got != tc.want {
 			t.Errorf("outside saw the %s connection from %s, want the host's %s", tc.network, got, tc.want)
 		}
@@ -121,8 +85,8 @@ func TestNoMasqueradeWithoutIPMasq(t *testing.T) {
 	res, _ := e.host.MustAdd(plugintest.Call{Conf: netConf(t, "nomasq", ipam, nil), Netns: cont.Path()})
 	outside := connectOutside(t, e)
 	outside.MustRun("ip", "route", "add", "10.22.0.0/24", "via", "198.51.100.1")
-	peer := peerAddress(t, outside, "tcp4", "198.51.100.2:8080")
-	dial(t, cont, "tcp4", "198.51.100.2:8080")
+	peer := outside.AcceptPeer("tcp4", "198.51.100.2:8080")
+	cont.MustDial("tcp4", "198.51.100.2:8080")
 	if got := <-peer; got != res.IPs[0].Address.IP.String() {
 		t.Errorf("outside saw the connection from %s, want the container's %s", got, res.IPs[0].Address.IP)
 	}
