@@ -11,16 +11,23 @@ import (
 	"github.com/cnikit/cnikit/invoke"
 )
 
+// plainFile returns the path of an empty file: not a namespace.
+func plainFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "plain-file")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestOwnNetnsRefused runs the plugin inside a throw-away "host" namespace and
 // hands it that same namespace, another one, a missing path and a file that is
 // not a namespace.
 func TestOwnNetnsRefused(t *testing.T) {
 	host := nstest.New(t)
 	container := nstest.New(t)
-	notNetns := filepath.Join(t.TempDir(), "plain-file")
-	if err := os.WriteFile(notNetns, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	notNetns := plainFile(t)
 
 	tests := []struct {
 		name     string
@@ -76,10 +83,7 @@ func TestOwnNetnsRefused(t *testing.T) {
 // namespace code 4, both naming the plugin and the path; a namespace opens.
 func TestOpenNetns(t *testing.T) {
 	container := nstest.New(t)
-	notNetns := filepath.Join(t.TempDir(), "plain-file")
-	if err := os.WriteFile(notNetns, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	notNetns := plainFile(t)
 	tests := []struct {
 		name  string
 		netns string
