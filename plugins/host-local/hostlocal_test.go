@@ -1,7 +1,6 @@
 package hostlocal
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,8 +11,7 @@ import (
 
 	"github.com/cnikit/cnikit/cni"
 	"github.com/cnikit/cnikit/internal/ipam"
-	"github.com/cnikit/cnikit/invoke"
-	"github.com/cnikit/cnikit/skel"
+	"github.com/cnikit/cnikit/internal/plugintest"
 )
 
 // request is one in-process invocation of the plugin. host-local never enters
@@ -24,23 +22,14 @@ type request struct {
 
 func run(t testing.TB, r request) ([]byte, *cni.Error) {
 	t.Helper()
-	p, ok := skel.Lookup("host-local")
-	if !ok {
-		t.Fatal("host-local is not registered")
-	}
 	if r.ifName == "" {
 		r.ifName = "eth0"
 	}
 	if r.netns == "" && r.verb != "DEL" {
 		r.netns = "/proc/self/ns/net"
 	}
-	args := &skel.Args{
-		Env: invoke.Env{Command: r.verb, ContainerID: r.containerID, Netns: r.netns, IfName: r.ifName,
-			CNIArgs: r.cniArgs, Path: "/nonexistent"},
-		NetnsOverride: true,
-		StdinData:     []byte(r.stdin),
-	}
-	return skel.Invoke(context.Background(), p, args)
+	return plugintest.Invoke(t, plugintest.Call{Plugin: "host-local", Verb: r.verb, ContainerID: r.containerID, Netns: r.netns,
+		IfName: r.ifName, CNIArgs: r.cniArgs, Path: "/nonexistent", NetnsOverride: true, Conf: []byte(r.stdin)})
 }
 
 func mustAdd(t testing.TB, stdin, containerID string) *cni.Result {
